@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export DEBIAN_FRONTEND=noninteractive
 need_apt=()
-for pkg in busybox-static mmdebstrap uidmap iptables iproute2 zstd libseccomp2 runc skopeo umoci docker-registry; do
+for pkg in busybox-static mmdebstrap catatonit uidmap iptables iproute2 zstd libseccomp2 runc skopeo umoci docker-registry; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
