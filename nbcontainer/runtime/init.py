@@ -1,0 +1,302 @@
+"""The container process: set up namespaces, mounts and identity, then exec the command.
+
+Runs in the child the shim forked (PID 1 of the new pid namespace) and never returns.
+Protocol with the shim (fds passed in ``ChildFds``):
+- ``sync_r``: the shim writes ``G`` once the child is in the cgroup (the child waits for it
+  only before creating its cgroup namespace), ``S`` to start;
+- ``status_w`` (close-on-exec): the child writes ``R`` when set up, ``X<msg>`` on a setup
+  error, ``E<code> <msg>`` when exec fails; EOF without a message means exec succeeded.
+"""
+from __future__ import annotations
+
+
+import os
+import signal
+import socket
+import struct
+
+from nbcontainer._linux import syscalls as sc
+from . import devices, mounts
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs startup)
+if TYPE_CHECKING:
+    from typing import NoReturn, Optional
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+class ExecError(Exception):
+    """The command can't be executed: ``code`` is 126 or 127, message as docker prints it."""
+
+    def __init__(self, code: int, msg: str):
+        super().__init__(msg)
+        self.code = code
+
+
+class ChildFds:
+    """The container child's ends of the shim pipes (and the pty socket with -t)."""
+
+    def __init__(self, sync_r: int, status_w: int, pty_sock: Optional[socket.socket] = None):
+        self.sync_r, self.status_w, self.pty_sock = sync_r, status_w, pty_sock
+
+
+def _read1(fd: int) -> bytes:
+    while True:
+        try:
+            return os.read(fd, 1)
+        except InterruptedError:
+            continue
+
+
+def lookup_executable(cmd: str, env_path: Optional[str]) -> str:
+    """PATH lookup the way docker reports it (ExecError 127 when not found)."""
+    if not cmd:
+        raise ExecError(127, 'exec: "": executable file not found in $PATH')
+    if "/" in cmd:
+        return cmd
+    for d in (env_path if env_path is not None else DEFAULT_PATH).split(":"):
+        p = os.path.join(d or ".", cmd)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    raise ExecError(127, f'exec: "{cmd}": executable file not found in $PATH')
+
+
+def exec_error(cmd: str, err: OSError) -> ExecError:
+    """execve failure -> docker's code and message."""
+    import errno
+    if err.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ExecError(127, f'exec: "{cmd}": stat {cmd}: no such file or directory')
+    text = os.strerror(err.errno or 0).lower() if err.errno != errno.EACCES else "permission denied"
+    return ExecError(126, f'exec: "{cmd}": {text}')
+
+
+def reset_signals() -> None:
+    """Default dispositions and an empty mask: Python ignores SIGPIPE/SIGXFSZ and execve
+    keeps ignored signals ignored, which would break `yes | head` in the container."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def env_dict(env_list) -> dict:
+    out = {}
+    for item in env_list or ():
+        k, sep, v = item.partition("=")
+        if sep:
+            out[k] = v
+    return out
+
+
+def finalize_and_exec(process: dict, linux: dict, status_w: int) -> NoReturn:
+    """Confine (seccomp, caps, user), chdir, close fds and execve ``process``.
+
+    Raises ExecError/OSError to the caller on failure (the caller reports it).
+    """
+    user = process.get("user") or {}
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    if process.get("oomScoreAdj") is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(process["oomScoreAdj"]))
+    from . import capabilities, seccomp  # imported before the filter narrows what we may do
+    gids = [int(g) for g in user.get("additionalGids") or ()]
+    if process.get("capabilities") is not None:
+        seccomp.confine_process(process, linux.get("seccomp"))  # CONFINE's documented order
+    else:  # no capabilities section: keep the caps we have (runc does the same)
+        nnp = bool(process.get("noNewPrivileges"))
+        if linux.get("seccomp") and not nnp:
+            seccomp.install_filter(linux["seccomp"])
+        if uid or gid or gids:
+            capabilities.switch_user(uid, gid, gids)
+        if nnp:
+            sc.set_no_new_privs()
+            if linux.get("seccomp"):
+                seccomp.install_filter(linux["seccomp"], no_new_privs=True)
+    os.chdir(process.get("cwd") or "/")
+    args = list(process.get("args") or ())
+    if not args:
+        raise ExecError(127, "no command specified")
+    env = env_dict(process.get("env"))
+    path = lookup_executable(args[0], env.get("PATH"))
+    reset_signals()
+    # CVE-2024-21626: only fds 0-2 may survive into the container process
+    sc.close_range(3, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    try:
+        os.execve(path, args, env)
+    except OSError as e:
+        raise exec_error(args[0], e) from None
+
+
+def report_and_exit(status_w: int, prefix: bytes, code: int, msg: str) -> NoReturn:
+    try:
+        os.write(status_w, prefix + msg.encode(errors="replace").replace(b"\n", b" ") + b"\n")
+    except OSError:
+        pass
+    os._exit(code)
+
+
+def loopback_up() -> None:
+    """Bring `lo` up in the new network namespace (ioctl SIOCSIFFLAGS)."""
+    import fcntl
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req + b"\0" * 22)[:18])[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP) + b"\0" * 22)
+
+
+def set_rlimits(rlimits) -> None:
+    import resource  # preloaded before pivot_root
+    for r in rlimits or ():
+        name = r["type"]
+        res = getattr(resource, name, None)
+        if res is None:
+            raise ValueError(f"unknown rlimit {name!r}")
+        resource.setrlimit(res, (r["soft"], r["hard"]))
+
+
+def deferred_cgroup_mounts(spec_mounts) -> list:
+    """Spec mounts with ``cgroup`` ones moved last (they need the cgroup namespace, created
+    once the shim has moved us), unless a later mount lies below one of them."""
+    ms = list(spec_mounts)
+    out, later = [], []
+    for i, m in enumerate(ms):
+        if m.get("type") == "cgroup":
+            dest = os.path.normpath(m.get("destination", "/")).rstrip("/") + "/"
+            if not any(os.path.normpath(n.get("destination", "/")).startswith(dest) for n in ms[i + 1:]):
+                later.append(m)
+                continue
+        out.append(m)
+    return out + later
+
+
+def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies: list,
+          fds: ChildFds) -> None:
+    """Everything before "start": namespaces, root file system, hostname, network, limits."""
+    linux = config.get("linux") or {}
+    ns_flags = 0
+    join_paths = []
+    new_types = set()
+    for ns in linux.get("namespaces") or ():
+        t = ns.get("type")
+        if t in ("pid", "user"):
+            continue  # pid: the shim did it before forking us; user: refused by the shim
+        if ns.get("path"):
+            join_paths.append((ns["path"], sc.NAMESPACE_FLAGS[t]))
+        else:
+            ns_flags |= sc.NAMESPACE_FLAGS[t]
+            new_types.add(t)
+    for path, flag in join_paths:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.setns(fd, flag)
+        finally:
+            os.close(fd)
+    preload(linux)  # imports while the shim waits for the cgroup migration
+    want_cgroupns = bool(ns_flags & sc.CLONE_NEWCGROUP)
+    if ns_flags & ~sc.CLONE_NEWCGROUP:
+        sc.unshare(ns_flags & ~sc.CLONE_NEWCGROUP)
+    joined = []
+
+    def in_cgroup() -> None:
+        # The shim moves us into the container's cgroup while we mount (a first cgroup
+        # migration waits for an RCU grace period, ~15 ms: overlap it with the mounts).
+        # The cgroup namespace must be created after that, so its root is our cgroup.
+        if joined:
+            return
+        if _read1(fds.sync_r) != b"G":
+            os._exit(1)  # the shim went away before letting us run
+        if want_cgroupns:
+            sc.unshare(sc.CLONE_NEWCGROUP)
+        joined.append(True)
+
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    root_cfg = config.get("root") or {}
+    root = root_cfg.get("path") or "rootfs"
+    if not root.startswith("/"):
+        root = os.path.join(bundle, root)
+    root = os.path.realpath(root)
+    mounts.mount_rootfs(root, rootfs_mounts)
+    on_dev = lambda d: devices.populate_dev(d, linux.get("devices"))  # noqa: E731
+    for m in deferred_cgroup_mounts(config.get("mounts") or ()):
+        if m.get("type") == "cgroup":
+            in_cgroup()
+        mounts.mount_spec_mount(root, m, bundle, hierarchies, "cgroup" in new_types, on_dev)
+    in_cgroup()
+    process = config.get("process") or {}
+    cwd = mounts.resolve_in_root(root, process.get("cwd") or "/")
+    if not os.path.isdir(cwd):
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    if process.get("terminal"):
+        setup_tty(root, fds, process.get("consoleSize"))
+    mounts.pivot(root)
+    if config.get("hostname") and ("uts" in new_types):
+        sc.sethostname(config["hostname"])
+    if config.get("domainname") and ("uts" in new_types):
+        sc.setdomainname(config["domainname"])
+    if "network" in new_types:
+        loopback_up()
+    for key, value in (linux.get("sysctl") or {}).items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+    mounts.mask_paths(linux.get("maskedPaths"))
+    mounts.readonly_paths(linux.get("readonlyPaths"))
+    if root_cfg.get("readonly"):
+        mounts.readonly_root()
+    set_rlimits(process.get("rlimits"))
+    umask = (process.get("user") or {}).get("umask")
+    os.umask(int(umask) if umask is not None else 0o022)
+
+
+def preload(linux: dict) -> None:
+    """Import every module (and load libseccomp) needed after pivot_root: the host's
+    Python library is no longer reachable once we are inside the container's root."""
+    import errno, fcntl, resource  # noqa: F401,E401
+    from . import capabilities, seccomp  # noqa: F401
+    if linux.get("seccomp"):
+        seccomp.preload()  # dlopen now, from the host
+
+
+def setup_tty(root: str, fds: ChildFds, console_size: Optional[dict] = None) -> None:
+    """Allocate the pty from the container's devpts, keep the slave as stdio, send the master."""
+    from . import pty
+    ptmx = os.path.join(root, "dev/pts/ptmx")
+    if not os.path.exists(ptmx):
+        ptmx = "/dev/ptmx"  # no devpts of our own in the spec: use the host's instance
+    master, slave_path = pty.open_pty(ptmx)
+    if console_size and console_size.get("height") and console_size.get("width"):
+        pty.set_winsize(master, int(console_size["height"]), int(console_size["width"]))
+    slave = os.open(slave_path, os.O_RDWR)
+    pty.make_controlling(slave)
+    console = mounts.resolve_in_root(root, "/dev/console")
+    if os.path.isdir(os.path.dirname(console)):
+        mounts.ensure_target(console, False)
+        sc.mount(slave_path, console, None, sc.MS_BIND)
+    if slave > 2:
+        os.close(slave)
+    if fds.pty_sock is not None:
+        pty.send_fd(fds.pty_sock, master)
+        fds.pty_sock.close()
+    os.close(master)
+
+
+def child_main(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies: list,
+               fds: ChildFds) -> NoReturn:
+    """Entry point of the container process (after fork in the shim)."""
+    try:
+        setup(config, rootfs_mounts, bundle, hierarchies, fds)
+        os.write(fds.status_w, b"R\n")
+        if _read1(fds.sync_r) != b"S":
+            os._exit(1)
+        os.close(fds.sync_r)
+        finalize_and_exec(config.get("process") or {}, config.get("linux") or {}, fds.status_w)
+    except ExecError as e:
+        report_and_exit(fds.status_w, b"E%d " % e.code, e.code, str(e))
+    except BaseException as e:  # noqa: BLE001 - everything must become a message to the shim
+        msg = str(e) if isinstance(e, (OSError, RuntimeError)) else f"{type(e).__name__}: {e}"
+        report_and_exit(fds.status_w, b"X", 1, msg)
+    os._exit(1)

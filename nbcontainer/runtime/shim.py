@@ -1,0 +1,473 @@
+"""The per-container supervisor ("shim"), run as ``python -m nbcontainer.runtime.shim OPTS``.
+
+Started fresh by Runtime.create() (never namespace work in the caller), it detaches (second
+fork; the caller reaps the first), creates the cgroup, forks the container process into a
+new pid namespace and holds it before exec until "start".  It owns the container's stdio:
+it writes log.jsonl, serves runroot/<id>/attach.sock (protocol in attach.py), records the
+exit status and OOM in state.json, removes the cgroup and runs hooks.poststop.
+"""
+from __future__ import annotations
+
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+
+from nbcontainer._linux import syscalls as sc
+from . import attach as proto
+from . import cgroups
+from .logfile import LogWriter, trace
+from .state import (EXIT_FILE, SOCKET_FILE, RuntimeState, exit_status_to_code, now_rfc3339,
+                    proc_start_time, save_state, write_json_atomic)
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs startup)
+if TYPE_CHECKING:
+    from typing import Optional
+
+READ_SIZE = 65536
+
+
+class Client:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.reader = proto.FrameReader()
+        self.kind: Optional[str] = None
+        self.stdin = False
+
+
+class Shim:
+    """One container's supervisor (state lives in ``self.st``)."""
+
+    def __init__(self, opts: dict):
+        self.opts = opts
+        self.cid: str = opts["id"]
+        self.dir: str = opts["state_dir"]
+        self.bundle: str = opts["bundle"]
+        with open(os.path.join(self.bundle, "config.json"), "rb") as f:
+            self.config = json.load(f)
+        try:
+            with open(os.path.join(self.bundle, "rootfs-mounts.json"), "rb") as f:
+                self.rootfs_mounts = json.load(f)
+        except FileNotFoundError:
+            self.rootfs_mounts = None
+        self.tty = bool((self.config.get("process") or {}).get("terminal") or opts.get("tty"))
+        if self.tty:
+            self.config.setdefault("process", {})["terminal"] = True
+        self.st = RuntimeState(id=self.cid, bundle=self.bundle, tty=self.tty,
+                               stdin_open=bool(opts.get("stdin_open")),
+                               shim_pid=os.getpid(), shim_start=proc_start_time(os.getpid()))
+        self.sel = selectors.DefaultSelector()
+        self.clients: dict[int, Client] = {}
+        self.outputs: dict[int, str] = {}     # fd -> stream name
+        self.stdin_fd: Optional[int] = None
+        self.stdin_buf = bytearray()
+        self.stdin_closing = False
+        self.exited = False
+        self.start_sent = False
+        self.child = 0
+        self.log = LogWriter(opts["log_path"])
+        self.hierarchies: list = []
+        self.cg_paths: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ create
+    def create(self) -> None:
+        trace(self.opts, "create")
+        linux = self.config.get("linux") or {}
+        nss = {n.get("type"): n for n in linux.get("namespaces") or ()}
+        if "user" in nss:
+            from nbcontainer.errors import NotSupported
+            raise NotSupported("user namespaces are not supported by this runtime yet")
+        self.hierarchies = cgroups.discover()
+        rel = cgroups.relative_path(self.cid, linux.get("cgroupsPath"))
+        self.cg_paths = cgroups.paths_for(self.hierarchies, rel)
+        self.st.cgroups = self.cg_paths
+        try:
+            cgroups.create(self.cg_paths, self.hierarchies)
+            cgroups.apply_resources(self.cg_paths, self.hierarchies, linux.get("resources"))
+        except OSError as e:
+            self._abort()
+            raise RuntimeError(f"setting up cgroup {rel}: {e}") from e
+
+        trace(self.opts, "cgroups created")
+        child_fds: list[int] = []
+        pty_parent = pty_child = None
+        if self.tty:
+            pty_parent, pty_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            stdio = [os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)] * 3
+            child_fds.append(stdio[0])
+        else:
+            if self.st.stdin_open:
+                in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                self.stdin_fd = in_w
+                os.set_blocking(in_w, False)
+            else:
+                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            self.outputs = {out_r: "stdout", err_r: "stderr"}
+            stdio = [in_r, out_w, err_w]
+            child_fds += stdio
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        child_fds += [sync_r, status_w]
+
+        my_pidns = None
+        if "pid" in nss:
+            my_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            if nss["pid"].get("path"):
+                fd = os.open(nss["pid"]["path"], os.O_RDONLY | os.O_CLOEXEC)
+                sc.setns(fd, sc.CLONE_NEWPID)
+                os.close(fd)
+            else:
+                sc.unshare(sc.CLONE_NEWPID)
+        from . import init  # loaded before fork so the child pays nothing extra
+        trace(self.opts, "fork")
+        pid = os.fork()
+        if pid == 0:  # ---- container process
+            try:
+                sc.set_pdeathsig(signal.SIGKILL)  # no orphaned container if the shim dies
+                os.close(self.opts["ready_fd"])  # the caller reads it until EOF
+                for i, fd in enumerate(stdio):
+                    os.dup2(fd, i)
+                os.close(sync_w)
+                os.close(status_r)
+                if pty_parent is not None:
+                    pty_parent.close()
+                fds = init.ChildFds(sync_r, status_w, pty_child)
+                init.child_main(self.config, self.rootfs_mounts, self.bundle, self.hierarchies, fds)
+            finally:
+                os._exit(1)
+        # ---- shim
+        self.child = pid
+        if my_pidns is not None:  # later forks (hooks) must not land in the container's pid ns
+            sc.setns(my_pidns, sc.CLONE_NEWPID)
+            os.close(my_pidns)
+        for fd in set(child_fds):
+            os.close(fd)
+        if pty_child is not None:
+            pty_child.close()
+        self.sync_w, self.status_r = sync_w, status_r
+        self.st.pid, self.st.pid_start = pid, proc_start_time(pid)
+        trace(self.opts, "forked")
+        join_error = None
+        try:
+            cgroups.join(self.cg_paths, pid)
+        except OSError as e:  # e.g. the child already died: its own message says why
+            join_error = e
+        trace(self.opts, "forked and joined cgroup")
+        try:
+            os.write(sync_w, b"G")
+        except BrokenPipeError:
+            pass
+        line = self._status_line()
+        if not line.startswith(b"R") or join_error is not None:
+            self._abort()
+            msg = line[1:].decode(errors="replace").strip() if line else ""
+            raise RuntimeError(msg or (f"joining cgroup: {join_error}" if join_error else
+                                       "container process died during setup"))
+        if pty_parent is not None:
+            from . import pty
+            try:
+                master = pty.recv_fd(pty_parent)
+            except OSError as e:
+                self._abort()
+                raise RuntimeError(f"receiving the container's terminal: {e}") from e
+            pty_parent.close()
+            os.set_blocking(master, False)
+            self.outputs = {master: "stdout"}
+            self.stdin_fd = master
+        trace(self.opts, "child ready")
+        self.pidfd = sc.pidfd_open(pid)
+        self.st.status = "created"
+        self.st.created_at = now_rfc3339()
+        save_state(self.dir, self.st)
+        sock_path = os.path.join(self.dir, SOCKET_FILE)
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        proto.with_short_address(self.listener, sock_path, "bind")
+        self.listener.listen(16)
+
+    def _status_line(self) -> bytes:
+        buf = b""
+        while not buf.endswith(b"\n"):
+            try:
+                chunk = os.read(self.status_r, 4096)
+            except InterruptedError:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+        return buf
+
+    def _abort(self) -> None:
+        if self.child:
+            try:
+                os.kill(self.child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.child, 0)
+        cgroups.kill_all(self.cg_paths)
+        cgroups.remove(self.cg_paths)
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> dict:
+        if self.st.status != "created" or self.start_sent:
+            return {"ok": False, "error": f"container is {self.st.status}, not created"}
+        self.start_sent = True
+        trace(self.opts, "start")
+        try:
+            os.write(self.sync_w, b"S")
+        except BrokenPipeError:
+            return {"ok": False, "error": "the container process is gone"}
+        finally:
+            os.close(self.sync_w)
+        line = self._status_line()
+        trace(self.opts, "exec done")
+        os.close(self.status_r)
+        if not line:
+            self.st.status, self.st.started_at = "running", now_rfc3339()
+            save_state(self.dir, self.st)
+            return {"ok": True}
+        msg = line[1:].decode(errors="replace").strip()
+        code = 1
+        if line.startswith(b"E"):
+            code_s, _, msg = msg.partition(" ")
+            code = int(code_s)
+        self.st.error = msg
+        self.st.started_at = now_rfc3339()
+        self.st.status = "running"  # the child exits right away; the pidfd records it
+        save_state(self.dir, self.st)
+        return {"ok": False, "error": msg, "exit_code": code}
+
+    # ------------------------------------------------------------------ loop
+    def serve(self) -> None:
+        """Run until the container exited and its output is drained; then clean up."""
+        self.sel.register(self.listener, selectors.EVENT_READ, "listen")
+        self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, "out")
+        drain_deadline = None
+        import time
+        while True:
+            if self.exited and (not self.outputs or time.monotonic() > drain_deadline):
+                break
+            timeout = None if not self.exited else max(0.0, drain_deadline - time.monotonic())
+            for key, mask in self.sel.select(timeout):
+                what = key.data
+                if what == "listen":
+                    self._accept()
+                elif what == "exit":
+                    self._reap()
+                    drain_deadline = time.monotonic() + 2.0
+                elif what == "out":
+                    if mask & selectors.EVENT_READ:
+                        self._read_output(key.fd)
+                    if mask & selectors.EVENT_WRITE and key.fd in self.outputs:
+                        self._flush_stdin()
+                elif what == "stdin":
+                    self._flush_stdin()
+                elif isinstance(what, Client):
+                    self._client_readable(what)
+        self.finish()
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        sock.settimeout(10)  # a stuck attacher must not stall the container forever
+        c = Client(sock)
+        self.clients[sock.fileno()] = c
+        self.sel.register(sock, selectors.EVENT_READ, c)
+
+    def _drop(self, c: Client) -> None:
+        fd = c.sock.fileno()
+        if fd in self.clients:
+            del self.clients[fd]
+            self.sel.unregister(c.sock)
+        c.sock.close()
+
+    def _send(self, c: Client, frame: bytes) -> None:
+        try:
+            c.sock.sendall(frame)
+        except OSError:
+            self._drop(c)
+
+    def _client_readable(self, c: Client) -> None:
+        try:
+            data = c.sock.recv(READ_SIZE)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(c)
+            return
+        for ftype, payload in c.reader.feed(data):
+            if ftype == proto.HELLO and c.kind is None:
+                req = json.loads(payload or b"{}")
+                c.kind = req.get("cmd")
+                if c.kind == "attach":
+                    c.stdin = bool(req.get("stdin"))
+                    self._send(c, proto.encode(proto.REPLY, b'{"ok": true}'))  # attached: output flows
+                elif c.kind == "start":
+                    self._send(c, proto.encode(proto.REPLY, json.dumps(self.start()).encode()))
+                # "wait" clients are answered in finish(), once state.json says stopped
+            elif ftype == proto.STDIN and c.stdin and self.stdin_fd is not None:
+                self.stdin_buf += payload
+                self._flush_stdin()
+            elif ftype == proto.STDIN_CLOSE and c.stdin:
+                self.stdin_closing = True
+                self._flush_stdin()
+            elif ftype == proto.RESIZE and self.tty and self.stdin_fd is not None and len(payload) == 4:
+                from . import pty
+                rows, cols = int.from_bytes(payload[:2], "big"), int.from_bytes(payload[2:], "big")
+                try:
+                    pty.set_winsize(self.stdin_fd, rows, cols)
+                except OSError:
+                    pass
+
+    def _flush_stdin(self) -> None:
+        fd = self.stdin_fd
+        if fd is None:
+            return
+        while self.stdin_buf:
+            try:
+                n = os.write(fd, self.stdin_buf)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.stdin_buf.clear()
+                break
+            del self.stdin_buf[:n]
+        pending = bool(self.stdin_buf)
+        if fd in self.outputs:  # a pty master: one registration for both directions
+            ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0)
+            self.sel.modify(fd, ev, "out")
+        else:
+            registered = fd in self.sel.get_map()
+            if pending and not registered:
+                self.sel.register(fd, selectors.EVENT_WRITE, "stdin")
+            elif not pending and registered:
+                self.sel.unregister(fd)
+        if not pending and self.stdin_closing and not self.tty:
+            os.close(fd)
+            self.stdin_fd = None
+
+    def _read_output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO on a pty master once every slave is closed
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            stream = self.outputs.pop(fd)
+            if fd != self.stdin_fd:
+                os.close(fd)
+            del stream
+            return
+        stream = self.outputs[fd]
+        self.log.write(stream, data)
+        frame = proto.encode(proto.STDOUT if stream == "stdout" else proto.STDERR, data)
+        for c in list(self.clients.values()):
+            if c.kind == "attach":
+                self._send(c, frame)
+
+    def _reap(self) -> None:
+        self.sel.unregister(self.pidfd)
+        _, status = os.waitpid(self.child, 0)
+        self.exited = True
+        self.st.exit_code = exit_status_to_code(status)
+        self.st.finished_at = now_rfc3339()
+        self.st.oom_killed = cgroups.oom_killed(self.cg_paths, self.hierarchies)
+        if not self.st.started_at:
+            self.st.started_at = self.st.finished_at
+        if self.stdin_fd is not None and self.stdin_fd not in self.outputs:
+            try:
+                self.sel.unregister(self.stdin_fd)
+            except KeyError:
+                pass
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
+    # ------------------------------------------------------------------ finish
+    def finish(self) -> None:
+        for fd in list(self.outputs):
+            self.sel.unregister(fd)
+            os.close(fd)
+        self.outputs.clear()
+        self.log.close()
+        cgroups.kill_all(self.cg_paths)  # stragglers (no pid ns), then the dirs: before waiters wake
+        cgroups.remove(self.cg_paths)
+        self.st.status = "stopped"
+        try:
+            save_state(self.dir, self.st)
+            write_json_atomic(os.path.join(self.dir, EXIT_FILE),
+                              {"exit_code": self.st.exit_code, "finished_at": self.st.finished_at,
+                               "oom_killed": self.st.oom_killed})
+        except OSError as e:  # the state dir was force-deleted under us: nothing left to record
+            print(f"recording the exit: {e}", file=sys.stderr)
+        frame = proto.encode(proto.EXIT, str(self.st.exit_code).encode())
+        for c in list(self.clients.values()):
+            if c.kind in ("attach", "wait"):
+                self._send(c, frame)
+            self._drop(c)
+        self.sel.unregister(self.listener)
+        self.listener.close()
+        try:
+            os.unlink(os.path.join(self.dir, SOCKET_FILE))
+        except FileNotFoundError:
+            pass
+        poststop = (self.config.get("hooks") or {}).get("poststop")
+        if poststop:
+            from . import hooks
+            hooks.run_hooks(poststop, hooks.oci_state(self.cid, "stopped", 0, self.bundle,
+                                                      self.config.get("annotations")),
+                            log=lambda m: print(m, file=sys.stderr))
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``python -m nbcontainer.runtime.shim OPTS_JSON``."""
+    opts = json.loads(argv[0])
+    trace(opts, "shim imported")
+    return run(opts)
+
+
+def run(opts: dict) -> int:
+    """Detach, create the container, report on ``opts["ready_fd"]``, then supervise it.
+
+    The first process exits at once (its parent reaps it); the supervisor is its child."""
+    ready = opts["ready_fd"]
+    for s in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
+        signal.signal(s, signal.SIG_IGN)
+    if os.fork():  # detach: the caller reaps this first process at once
+        os._exit(0)
+    try:
+        sc.set_name(f"nbc-shim {opts['id'][:6]}")  # what ps/top show (a forked shim keeps its caller's argv)
+    except OSError:
+        pass
+    shim = None
+    try:
+        shim = Shim(opts)
+        shim.create()
+    except BaseException as e:  # noqa: BLE001 - report everything to the caller
+        msg = str(e) or type(e).__name__
+        if isinstance(e, OSError) and e.filename:
+            msg = f"{e.strerror}: {e.filename}"
+        try:
+            os.write(ready, b"ERR " + json.dumps({"error": msg, "type": type(e).__name__}).encode())
+        finally:
+            os._exit(1)
+    os.write(ready, b"OK %d" % shim.st.pid)
+    os.close(ready)
+    shim.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
