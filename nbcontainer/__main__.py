@@ -1,0 +1,9 @@
+"""``python -m nbcontainer`` runs the ``nbc`` command line."""
+from __future__ import annotations
+
+import sys
+
+from .cli.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,494 @@
+"""One argument spec per verb, shared by every front end (DESIGN.md section 1).
+
+Each verb's flags are data (:data:`SPECS`): a list of :class:`Arg` turned into an argparse
+parser by :func:`build_parser`.  The ``nbc`` CLI and the IPython magics both parse through
+:func:`parse`, so ``nbc run -p 8080:80`` and ``%container_run -p 8080:80`` cannot drift apart.
+
+Flags that docker has but nbcontainer does not implement yet are still declared (so help
+lists them and a typo is not mistaken for them) with ``refused=<message>``; using one
+raises :class:`~nbcontainer.errors.NotSupported` naming the flag.  Nothing is silently
+ignored.  Usage errors raise :class:`UsageError` (the CLI prints it and exits 125).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import InvalidArgument, NotSupported
+
+PROG = "nbc"
+NETWORKING = "is not supported yet (networking issue)"
+
+
+class UsageError(InvalidArgument):
+    """The command line of a verb is malformed (unknown flag, missing argument...)."""
+
+    def __init__(self, message: str, verb: str = ""):
+        super().__init__(message, value=None, what=verb)
+        self.verb = verb
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One flag or positional: argparse ``names`` and ``kwargs``.
+
+    ``refused``: message for a docker flag nbcontainer does not implement (NotSupported).
+    How values become docker-py keywords is in :func:`run_kwargs` / :func:`exec_kwargs`.
+    """
+
+    names: Tuple[str, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    refused: Optional[str] = None
+
+
+def A(*names: str, refused: Optional[str] = None, **kwargs: Any) -> Arg:
+    """Shorthand constructor for :class:`Arg`."""
+    return Arg(tuple(names), dict(kwargs), refused)
+
+
+@dataclass(frozen=True)
+class VerbSpec:
+    """A verb: its name as typed ("run", "image inspect"), one-line help and its args."""
+
+    name: str
+    summary: str
+    args: Tuple[Arg, ...]
+    help_flags: Tuple[str, ...] = ("-h", "--help")
+
+
+def _flag(*names: str, help: str) -> Arg:
+    return A(*names, action="store_true", help=help)
+
+
+FORMAT = A("--format", metavar="FORMAT", help="Format output: 'table', 'json' or a Go template like '{{.ID}}'")
+QUIET = _flag("-q", "--quiet", help="Only display IDs")
+NO_TRUNC = _flag("--no-trunc", help="Don't truncate output")
+
+_RUN_ARGS: Tuple[Arg, ...] = (
+    _flag("-i", "--interactive", help="Keep STDIN open even if not attached"),
+    _flag("-t", "--tty", help="Allocate a pseudo-TTY"),
+    A("--name", help="Assign a name to the container"),
+    A("-e", "--env", action="append", default=[], metavar="LIST", help="Set environment variables"),
+    A("--env-file", action="append", default=[], metavar="FILE", help="Read in a file of environment variables"),
+    A("-w", "--workdir", metavar="STRING", help="Working directory inside the container"),
+    A("-u", "--user", metavar="STRING", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+    A("--entrypoint", metavar="STRING", help="Overwrite the default ENTRYPOINT of the image"),
+    A("-h", "--hostname", metavar="STRING", help="Container host name"),
+    A("-v", "--volume", action="append", default=[], metavar="LIST", help="Bind mount a volume"),
+    A("--mount", action="append", default=[], metavar="MOUNT", help="Attach a filesystem mount to the container"),
+    A("--tmpfs", action="append", default=[], metavar="LIST", help="Mount a tmpfs directory"),
+    _flag("--read-only", help="Mount the container's root filesystem as read only"),
+    A("-l", "--label", action="append", default=[], metavar="LIST", help="Set meta data on a container"),
+    _flag("--init", help="Run an init inside the container that forwards signals and reaps processes"),
+    A("--stop-signal", metavar="STRING", help="Signal to stop the container"),
+    A("--stop-timeout", type=int, metavar="INT", help="Timeout (in seconds) to stop a container"),
+    A("--security-opt", action="append", default=[], metavar="LIST", help="Security Options"),
+    A("--network", "--net", metavar="NETWORK", help="Connect a container to a network ('none' or 'host' for now)"),
+    A("--expose", action="append", default=[], metavar="LIST", help="Expose a port or a range of ports"),
+    A("--domainname", metavar="STRING", help="Container NIS domain name"),
+    A("--group-add", action="append", default=[], metavar="LIST", help="Add additional groups to join"),
+    A("--shm-size", metavar="BYTES", help="Size of /dev/shm"),
+    A("-p", "--publish", action="append", metavar="LIST", refused="--publish " + NETWORKING,
+      help="Publish a container's port(s) to the host (not supported yet)"),
+    A("-P", "--publish-all", action="store_true", default=None, refused="--publish-all " + NETWORKING,
+      help="Publish all exposed ports to random ports (not supported yet)"),
+    A("--add-host", action="append", default=[], metavar="LIST", help="Add a custom host-to-IP mapping (host:ip)"),
+    A("--dns", action="append", metavar="LIST", refused="--dns " + NETWORKING, help="Set custom DNS servers (not supported yet)"),
+    # Resource and privilege flags: mapped to docker-py keywords; the container service
+    # refuses the ones it does not implement (see models.containers), never ignores them.
+    A("--privileged", action="store_true", default=None, help="Give extended privileges to this container"),
+    A("--cap-add", action="append", metavar="LIST", help="Add Linux capabilities"),
+    A("--cap-drop", action="append", metavar="LIST", help="Drop Linux capabilities"),
+    A("-m", "--memory", metavar="BYTES", help="Memory limit"),
+    A("--cpus", metavar="DECIMAL", help="Number of CPUs"),
+    A("--pids-limit", type=int, metavar="INT", help="Tune container pids limit (set -1 for unlimited)"),
+    A("--restart", metavar="STRING", refused="--restart is not supported yet (there is no daemon to restart containers)",
+      help="Restart policy (not supported)"),
+    A("--pull", metavar="STRING", refused="--pull is not supported yet (registry issue)", help="Pull image before running"),
+    A("--platform", metavar="STRING", refused="--platform is not supported (only the host platform runs)",
+      help="Set platform (not supported)"),
+    A("image", metavar="IMAGE"),
+    A("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]"),
+)
+
+_LIFECYCLE_TARGETS = A("containers", nargs="+", metavar="CONTAINER")
+
+_SPECS: List[VerbSpec] = [
+    # -- images -------------------------------------------------------------------------
+    VerbSpec("import", "Import the contents from a tarball to create a filesystem image", (
+        A("-c", "--change", action="append", default=[], metavar="LIST", help="Apply Dockerfile instruction to the created image"),
+        A("-m", "--message", metavar="STRING", help="Set commit message for imported image"),
+        A("--platform", metavar="STRING", refused="--platform is not supported (images are imported for the host platform)",
+          help="Set platform (not supported)"),
+        A("source", metavar="file|URL|-"),
+        A("reference", nargs="?", metavar="REPOSITORY[:TAG]"),
+    )),
+    VerbSpec("images", "List images", (
+        _flag("-a", "--all", help="Show all images (default hides intermediate images)"),
+        QUIET, NO_TRUNC, FORMAT,
+        _flag("--digests", help="Show digests"),
+        A("-f", "--filter", action="append", default=[], metavar="FILTER",
+          help="Filter output based on conditions provided (dangling=, reference=, label=)"),
+        A("reference", nargs="?", metavar="REPOSITORY[:TAG]"),
+    )),
+    VerbSpec("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", (
+        A("source", metavar="SOURCE_IMAGE[:TAG]"), A("target", metavar="TARGET_IMAGE[:TAG]"),
+    )),
+    VerbSpec("rmi", "Remove one or more images", (
+        _flag("-f", "--force", help="Force removal of the image"),
+        _flag("--no-prune", help="Do not delete untagged parents"),
+        A("images", nargs="+", metavar="IMAGE"),
+    )),
+    VerbSpec("history", "Show the history of an image", (
+        A("-H", "--human", action=argparse.BooleanOptionalAction, default=True,
+          help="Print sizes and dates in human readable format"),
+        NO_TRUNC, QUIET, FORMAT, A("image", metavar="IMAGE"),
+    ), help_flags=("--help",)),
+    VerbSpec("image inspect", "Display detailed information on one or more images", (
+        A("-f", "--format", metavar="STRING", help="Format output using a Go template"),
+        A("images", nargs="+", metavar="IMAGE"),
+    )),
+    VerbSpec("image prune", "Remove unused images", (
+        _flag("-a", "--all", help="Remove all unused images, not just dangling ones"),
+        _flag("-f", "--force", help="Do not prompt for confirmation"),
+    )),
+    VerbSpec("bootstrap", "Build a base image offline (Debian with mmdebstrap, or busybox)", (
+        A("--include", action="append", default=[], metavar="PKG,PKG", help="Extra packages to install"),
+        A("--variant", default="minbase", choices=["minbase", "apt", "essential", "required", "important", "standard"],
+          help="mmdebstrap variant (default minbase)"),
+        A("-t", "--tag", metavar="REF", help="Name of the image (default debian:SUITE / busybox:latest)"),
+        A("--mirror", metavar="URL", help="Debian mirror for mmdebstrap (default: the host's apt sources)"),
+        A("suite", nargs="?", default="debian:bookworm", metavar="debian:SUITE|busybox"),
+    )),
+    # -- containers ---------------------------------------------------------------------
+    VerbSpec("run", "Create and run a new container from an image", (
+        _flag("-d", "--detach", help="Run container in background and print container ID"),
+        _flag("--rm", help="Automatically remove the container when it exits"),
+        A("--sig-proxy", action=argparse.BooleanOptionalAction, default=True, help="Proxy received signals to the process"),
+        A("-a", "--attach", action="append", default=[], choices=["stdin", "stdout", "stderr", "STDIN", "STDOUT", "STDERR"],
+          help="Attach to STDIN, STDOUT or STDERR"),
+    ) + _RUN_ARGS, help_flags=("--help",)),
+    VerbSpec("create", "Create a new container", (
+        _flag("--rm", help="Automatically remove the container when it exits"),
+    ) + _RUN_ARGS, help_flags=("--help",)),
+    VerbSpec("start", "Start one or more stopped containers", (
+        _flag("-a", "--attach", help="Attach STDOUT/STDERR and forward signals"),
+        _flag("-i", "--interactive", help="Attach container's STDIN"),
+        _LIFECYCLE_TARGETS,
+    )),
+    VerbSpec("ps", "List containers", (
+        _flag("-a", "--all", help="Show all containers (default shows just running)"),
+        QUIET, NO_TRUNC, FORMAT,
+        A("-n", "--last", type=int, default=-1, metavar="INT", help="Show n last created containers (includes all states)"),
+        _flag("-l", "--latest", help="Show the latest created container (includes all states)"),
+        _flag("-s", "--size", help="Display total file sizes"),
+        A("-f", "--filter", action="append", default=[], metavar="FILTER",
+          help="Filter output based on conditions provided (status=, name=, label=, id=, ancestor=, exited=)"),
+    )),
+    VerbSpec("logs", "Fetch the logs of a container", (
+        _flag("-f", "--follow", help="Follow log output"),
+        A("-n", "--tail", default="all", metavar="STRING", help="Number of lines to show from the end of the logs"),
+        _flag("-t", "--timestamps", help="Show timestamps"),
+        A("--since", metavar="STRING", help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m)"),
+        A("--until", metavar="STRING", help="Show logs before a timestamp or relative (e.g. 42m)"),
+        A("--details", action="store_true", default=None, refused="--details is not supported (no log attributes are recorded)",
+          help="Show extra details provided to logs (not supported)"),
+        A("container", metavar="CONTAINER"),
+    )),
+    VerbSpec("stop", "Stop one or more running containers", (
+        A("-t", "--time", "--timeout", type=int, dest="time", metavar="INT", help="Seconds to wait before killing the container"),
+        A("-s", "--signal", metavar="STRING", help="Signal to send to the container"),
+        _LIFECYCLE_TARGETS,
+    )),
+    VerbSpec("restart", "Restart one or more containers", (
+        A("-t", "--time", "--timeout", type=int, dest="time", metavar="INT", help="Seconds to wait before killing the container"),
+        A("-s", "--signal", metavar="STRING", help="Signal to send to the container"),
+        _LIFECYCLE_TARGETS,
+    )),
+    VerbSpec("kill", "Kill one or more running containers", (
+        A("-s", "--signal", default="KILL", metavar="STRING", help="Signal to send to the container"),
+        _LIFECYCLE_TARGETS,
+    )),
+    VerbSpec("wait", "Block until one or more containers stop, then print their exit codes", (_LIFECYCLE_TARGETS,)),
+    VerbSpec("rm", "Remove one or more containers", (
+        _flag("-f", "--force", help="Force the removal of a running container (uses SIGKILL)"),
+        _flag("-v", "--volumes", help="Remove anonymous volumes associated with the container"),
+        A("-l", "--link", action="store_true", default=None, refused="--link is not supported (no links)", help="(not supported)"),
+        _LIFECYCLE_TARGETS,
+    )),
+    VerbSpec("exec", "Execute a command in a running container", (
+        _flag("-d", "--detach", help="Detached mode: run command in the background"),
+        _flag("-i", "--interactive", help="Keep STDIN open even if not attached"),
+        _flag("-t", "--tty", help="Allocate a pseudo-TTY"),
+        A("-e", "--env", action="append", default=[], metavar="LIST", help="Set environment variables"),
+        A("--env-file", action="append", default=[], metavar="FILE", help="Read in a file of environment variables"),
+        A("-w", "--workdir", metavar="STRING", help="Working directory inside the container"),
+        A("-u", "--user", metavar="STRING", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        _flag("--privileged", help="Give extended privileges to the command"),
+        A("container", metavar="CONTAINER"),
+        A("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]"),
+    )),
+    VerbSpec("attach", "Attach local standard input, output, and error streams to a running container", (
+        _flag("--no-stdin", help="Do not attach STDIN"),
+        A("--sig-proxy", action=argparse.BooleanOptionalAction, default=True, help="Proxy all received signals to the process"),
+        A("container", metavar="CONTAINER"),
+    )),
+    VerbSpec("inspect", "Return low-level information on containers, images or volumes", (
+        A("-f", "--format", metavar="STRING", help="Format output using a Go template"),
+        A("--type", choices=["container", "image", "volume"], help="Return JSON for specified type"),
+        A("-s", "--size", action="store_true", default=None, refused="inspect --size is not supported yet",
+          help="Display total file sizes if the type is container (not supported yet)"),
+        A("objects", nargs="+", metavar="NAME|ID"),
+    )),
+    VerbSpec("container prune", "Remove all stopped containers", (
+        _flag("-f", "--force", help="Do not prompt for confirmation"),
+    )),
+    # -- system and volumes -------------------------------------------------------------
+    VerbSpec("system df", "Show nbcontainer disk usage", (
+        _flag("-v", "--verbose", help="Show detailed information on space usage"), FORMAT,
+    )),
+    VerbSpec("system prune", "Remove unused data", (
+        _flag("-a", "--all", help="Remove all unused images not just dangling ones"),
+        _flag("-f", "--force", help="Do not prompt for confirmation"),
+        _flag("--volumes", help="Prune anonymous volumes"),
+    )),
+    VerbSpec("info", "Display system-wide information", (FORMAT,)),
+    VerbSpec("version", "Show the nbcontainer version information", (FORMAT,)),
+    VerbSpec("volume create", "Create a volume", (
+        A("-d", "--driver", default="local", metavar="STRING", help="Specify volume driver name"),
+        A("-o", "--opt", action="append", default=[], metavar="MAP", help="Set driver specific options"),
+        A("--label", action="append", default=[], metavar="LIST", help="Set metadata for a volume"),
+        A("name", nargs="?", metavar="VOLUME"),
+    )),
+    VerbSpec("volume ls", "List volumes", (
+        QUIET, FORMAT,
+        A("-f", "--filter", action="append", default=[], metavar="FILTER", help="Provide filter values (e.g. 'dangling=true')"),
+    )),
+    VerbSpec("volume rm", "Remove one or more volumes", (
+        _flag("-f", "--force", help="Force the removal of one or more volumes"),
+        A("volumes", nargs="+", metavar="VOLUME"),
+    )),
+    VerbSpec("volume inspect", "Display detailed information on one or more volumes", (
+        A("-f", "--format", metavar="STRING", help="Format output using a Go template"),
+        A("volumes", nargs="+", metavar="VOLUME"),
+    )),
+    VerbSpec("volume prune", "Remove unused local volumes", (
+        _flag("-a", "--all", help="Remove all unused volumes, not just anonymous ones"),
+        _flag("-f", "--force", help="Do not prompt for confirmation"),
+    )),
+]
+
+#: verb name -> spec
+SPECS: Dict[str, VerbSpec] = {s.name: s for s in _SPECS}
+
+#: docker's alternative spellings -> the canonical verb in SPECS
+ALIASES: Dict[str, str] = {
+    "image ls": "images", "image list": "images", "image rm": "rmi", "image remove": "rmi", "image tag": "tag",
+    "image import": "import", "image history": "history", "image bootstrap": "bootstrap",
+    "container ls": "ps", "container list": "ps", "container inspect": "inspect", "container rm": "rm",
+    "volume list": "volume ls", "volume remove": "volume rm", "system info": "info",
+}
+for _v in ("run", "create", "start", "logs", "stop", "restart", "kill", "wait", "exec", "attach"):
+    ALIASES[f"container {_v}"] = _v
+
+#: words that start a two-word verb ("image inspect")
+GROUPS = ("image", "container", "system", "volume")
+
+
+def resolve_verb(words: Sequence[str]) -> Tuple[str, List[str]]:
+    """Split ``words`` (everything after the global flags) into (canonical verb, its argv).
+
+    Raises UsageError for an unknown verb.
+    """
+    if not words:
+        raise UsageError("no command given; see 'nbc --help'")
+    first = words[0]
+    if first in GROUPS:
+        if len(words) < 2 or words[1].startswith("-"):
+            raise UsageError(f"'nbc {first}' needs a subcommand")
+        name = f"{first} {words[1]}"
+        name = ALIASES.get(name, name)
+        if name not in SPECS:
+            raise UsageError(f"'{first} {words[1]}' is not a nbc command")
+        return name, list(words[2:])
+    name = ALIASES.get(first, first)
+    if name not in SPECS:
+        raise UsageError(f"'{first}' is not a nbc command")
+    return name, list(words[1:])
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting 2."""
+
+    def __init__(self, *args: Any, verb: str = "", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.verb = verb
+        self.stdout: Any = None  # where --help goes (front ends with their own streams set it)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message and self.stdout is not None and file in (None, sys.stdout):
+            self.stdout.write(message)
+            return
+        super()._print_message(message, file)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("the following arguments are required"):
+            # docker's wording: "nbc run" requires at least 1 argument
+            n = sum(1 for a in self._actions if not a.option_strings and a.nargs in (None, "+"))
+            message = f'"{self.prog}" requires at least {n} argument{"s" if n != 1 else ""}'
+        elif message.startswith("unrecognized arguments: -"):
+            message = "unknown flag: " + message.split(": ", 1)[1].split()[0]
+        raise UsageError(message, verb=self.verb)
+
+
+def build_parser(verb: str, prog: Optional[str] = None) -> ArgParser:
+    """Build the argparse parser of ``verb`` (a key of SPECS or an alias) from its spec."""
+    verb = ALIASES.get(verb, verb)
+    try:
+        spec = SPECS[verb]
+    except KeyError:
+        raise UsageError(f"unknown command: \"{verb}\"") from None
+    parser = ArgParser(prog=prog or f"{PROG} {spec.name}", description=spec.summary, add_help=False, verb=spec.name,
+                       allow_abbrev=False)
+    if spec.help_flags:
+        parser.add_argument(*spec.help_flags, action="help", help="Show this help message and exit")
+    for arg in spec.args:
+        kwargs = dict(arg.kwargs)
+        if arg.refused and "default" not in kwargs:
+            kwargs["default"] = None
+        parser.add_argument(*arg.names, **kwargs)
+    return parser
+
+
+def _dest(parser: argparse.ArgumentParser, arg: Arg) -> str:
+    for action in parser._actions:
+        if set(action.option_strings) & set(arg.names) or (not action.option_strings and action.dest == arg.names[0]):
+            return action.dest
+    raise KeyError(arg.names)
+
+
+def check_refused(verb: str, ns: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> None:
+    """Raise NotSupported when ``ns`` uses a flag this build does not implement."""
+    verb = ALIASES.get(verb, verb)
+    parser = parser or build_parser(verb)
+    for arg in SPECS[verb].args:
+        if arg.refused and getattr(ns, _dest(parser, arg), None) not in (None, False, []):
+            raise NotSupported(arg.refused)
+
+
+_TRUE, _FALSE = {"true", "1", "t"}, {"false", "0", "f"}
+
+
+def docker_bools(parser: argparse.ArgumentParser, argv: Sequence[str]) -> List[str]:
+    """Rewrite docker's explicit boolean forms (``--rm=false``, ``-H=false``, ``--sig-proxy=true``).
+
+    argparse has no such syntax; they become the plain flag, nothing, or ``--no-flag``.
+    The container command after the image (``run IMG ls --all=false``) is left untouched.
+    """
+    bools: Dict[str, argparse.Action] = {}
+    takes_value = set()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if action.nargs == 0:
+                bools[opt] = action
+            else:
+                takes_value.add(opt)
+    positionals = [a for a in parser._actions if not a.option_strings]
+    before_rest = next((i for i, a in enumerate(positionals) if a.nargs == argparse.REMAINDER), None)
+    out: List[str] = []
+    seen = 0
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            out.extend(argv[i:])
+            break
+        name, eq, value = tok.partition("=")
+        if tok.startswith("-") and eq and name in bools:
+            action, v = bools[name], value.lower()
+            if v not in _TRUE | _FALSE:
+                raise UsageError(f'invalid argument "{value}" for "{name}" flag: expected true or false')
+            want = v in _TRUE
+            if isinstance(action, argparse.BooleanOptionalAction):
+                long = next(o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-"))
+                out.append(long if want else "--no-" + long[2:])
+            elif want == (action.const is not False):
+                out.append(name)
+            i += 1
+            continue
+        if tok.startswith("-") and tok != "-" and not eq and tok in takes_value:
+            out.extend(argv[i:i + 2])
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+        if not tok.startswith("-") or tok == "-":
+            seen += 1
+            if before_rest is not None and seen >= before_rest:
+                out.extend(argv[i:])  # the container's command: verbatim
+                break
+    return out
+
+
+def parse(verb: str, argv: Sequence[str], stdout: Any = None) -> argparse.Namespace:
+    """Parse ``argv`` for ``verb``; UsageError on bad usage, NotSupported on refused flags.
+
+    ``--help`` prints to ``stdout`` (default sys.stdout) and raises SystemExit(0).
+    """
+    parser = build_parser(verb)
+    parser.stdout = stdout
+    ns = parser.parse_args(docker_bools(parser, list(argv)))
+    check_refused(verb, ns, parser)
+    return ns
+
+
+def run_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
+    """Map a parsed ``run``/``create`` namespace to docker-py ``containers.create`` keywords.
+
+    Only flags the user actually gave are included, so a service that lacks a feature
+    can refuse exactly the flags that were used.
+    """
+    kw: Dict[str, Any] = {
+        "tty": ns.tty, "stdin_open": ns.interactive, "auto_remove": ns.rm, "read_only": ns.read_only, "init": ns.init,
+    }
+    simple = {"name": "name", "workdir": "working_dir", "user": "user", "hostname": "hostname",
+              "stop_signal": "stop_signal", "stop_timeout": "stop_timeout",
+              "memory": "mem_limit", "cpus": "cpus", "pids_limit": "pids_limit", "network": "network_mode",
+              "privileged": "privileged", "cap_add": "cap_add", "cap_drop": "cap_drop",
+              "domainname": "domainname", "shm_size": "shm_size"}
+    for attr, key in simple.items():
+        value = getattr(ns, attr, None)
+        if value is not None:
+            kw[key] = value
+    lists = {"env": "environment", "env_file": "env_file", "volume": "volumes", "mount": "mounts",
+             "tmpfs": "tmpfs", "label": "labels", "security_opt": "security_opt", "add_host": "extra_hosts",
+             "expose": "expose", "group_add": "group_add"}
+    for attr, key in lists.items():
+        value = getattr(ns, attr, None)
+        if value:
+            kw[key] = list(value)
+    if ns.entrypoint is not None:
+        # docker CLI: --entrypoint is one executable (an empty string resets the image's)
+        kw["entrypoint"] = [ns.entrypoint] if ns.entrypoint else []
+    return {k: v for k, v in kw.items() if v is not False}
+
+
+def exec_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
+    """Map a parsed ``exec`` namespace to docker-py ``exec_run`` keywords (plus env_file)."""
+    kw: Dict[str, Any] = {"tty": ns.tty, "stdin": ns.interactive, "detach": ns.detach, "privileged": ns.privileged}
+    if ns.env:
+        kw["environment"] = list(ns.env)
+    if ns.env_file:
+        kw["env_file"] = list(ns.env_file)
+    if ns.workdir:
+        kw["workdir"] = ns.workdir
+    if ns.user:
+        kw["user"] = ns.user
+    return kw
+
+
+def verbs() -> List[str]:
+    """All canonical verbs, in declaration order."""
+    return list(SPECS)

@@ -1,0 +1,191 @@
+"""``nbc``: docker's verbs, flags and exit codes over the nbcontainer API.
+
+``main(argv) -> int``.  Exit codes as docker: 0 ok, 125 an nbc error (one line on stderr
+naming the bad value), 126/127 when the container's command cannot be run, otherwise the
+container's own exit status for ``run`` and ``start -a``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+
+from .. import _args
+from ..errors import ExecFailure, NbContainerError, NotFound
+
+Handler = Callable[["Context", Any], Optional[int]]
+
+GLOBAL_USAGE = """\
+Usage:  nbc [OPTIONS] COMMAND
+
+Docker's verbs without a daemon.
+
+Options:
+      --root string      Store root (default $NBCONTAINER_ROOT or /var/lib/nbcontainer)
+      --runroot string   Run state root (default $NBCONTAINER_RUNROOT or /run/nbcontainer)
+  -v, --version          Print version information and quit
+  -h, --help             Print this help
+
+Commands:
+"""
+
+
+class Context:
+    """What a command handler gets: the client (made on first use) and the output streams."""
+
+    def __init__(self, root: Optional[str] = None, runroot: Optional[str] = None, *, client: Any = None,
+                 stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None, stdin: Any = None):
+        self.root = root
+        self.runroot = runroot
+        self._client = client
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.stdin = stdin if stdin is not None else sys.stdin
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from ..client import NbClient
+            self._client = NbClient(root=self.root, runroot=self.runroot)
+        return self._client
+
+    def out(self, text: str = "") -> None:
+        """Print ``text`` plus a newline (nothing for an empty listing)."""
+        if text:
+            self.stdout.write(text + "\n")
+            self.stdout.flush()
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def write_bytes(self, stream: str, data: bytes) -> None:
+        """Write container output to our stdout/stderr as bytes (text streams without a buffer get decoded)."""
+        target = self.stderr if stream == "stderr" else self.stdout
+        buf = getattr(target, "buffer", None)
+        if buf is not None:
+            target.flush()
+            buf.write(data)
+            buf.flush()
+        else:
+            target.write(data.decode(errors="replace"))
+            target.flush()
+
+
+_MODULES = ("commands_images", "commands_containers", "commands_system", "commands_volumes")
+_IMAGE_VERBS = {"import", "images", "tag", "rmi", "history", "image inspect", "image prune", "bootstrap"}
+
+
+def _handler(verb: str) -> Handler:
+    """The handler of ``verb``, importing only the module that has it (start-up time matters)."""
+    import importlib
+    if verb in _IMAGE_VERBS:
+        first = "commands_images"
+    elif verb.startswith("volume "):
+        first = "commands_volumes"
+    elif verb.startswith("system ") or verb in ("info", "version"):
+        first = "commands_system"
+    else:
+        first = "commands_containers"
+    for name in (first,) + _MODULES:
+        table: Dict[str, Handler] = importlib.import_module(f"{__package__}.{name}").COMMANDS
+        if verb in table:
+            return table[verb]
+    raise _args.UsageError(f"'{verb}' is not implemented")
+
+
+def error_line(exc: NbContainerError) -> str:
+    """The one line printed for a failed operation (docker's "Error: No such container: x" wording)."""
+    msg = str(exc)
+    if isinstance(exc, NotFound) and not msg.startswith("Error"):
+        return f"Error: {msg}"
+    return f"nbc: {msg}"
+
+
+def _global_help() -> str:
+    lines = [GLOBAL_USAGE]
+    for name, spec in _args.SPECS.items():
+        lines.append(f"  {name:<16} {spec.summary}")
+    lines.append("\nRun 'nbc COMMAND --help' for more information on a command.")
+    return "\n".join(lines)
+
+
+def _split_globals(argv: List[str]) -> tuple:
+    opts: Dict[str, Any] = {"root": None, "runroot": None}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in ("--root", "--runroot"):
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise _args.UsageError(f"flag needs an argument: {name}")
+                value = argv[i + 1]
+                i += 1
+            opts[name[2:]] = value
+        elif arg in ("-v", "--version"):
+            opts["version"] = True
+        elif arg in ("-h", "--help"):
+            opts["help"] = True
+        elif arg == "--":
+            i += 1
+            break
+        else:
+            raise _args.UsageError(f"unknown flag: {arg}")
+        i += 1
+    return opts, argv[i:]
+
+
+def main(argv: Optional[Sequence[str]] = None, *, client: Any = None, stdout: Optional[TextIO] = None,
+         stderr: Optional[TextIO] = None, stdin: Any = None) -> int:
+    """Run one ``nbc`` command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    err = stderr if stderr is not None else sys.stderr
+    verb = ""
+    try:
+        opts, words = _split_globals(argv)
+        ctx = Context(opts["root"], opts["runroot"], client=client, stdout=stdout, stderr=stderr, stdin=stdin)
+        if opts.get("version"):
+            from .. import __version__
+            ctx.out(f"nbc version {__version__}")
+            return 0
+        if opts.get("help") or not words:
+            ctx.out(_global_help())
+            return 0
+        verb, rest = _args.resolve_verb(words)
+        try:
+            ns = _args.parse(verb, rest, stdout=ctx.stdout)
+        except SystemExit as e:  # --help printed by argparse
+            return int(e.code or 0)
+        handler = _handler(verb)
+        return int(handler(ctx, ns) or 0)
+    except _args.UsageError as e:
+        where = e.verb or verb
+        hint = f"\nSee 'nbc {where} --help'." if where else "\nSee 'nbc --help'."
+        err.write(f"nbc: {str(e).rstrip('.')}.{hint}\n")
+        return 125
+    except ExecFailure as e:
+        err.write(error_line(e) + "\n")
+        return e.exit_code
+    except NbContainerError as e:
+        err.write(error_line(e) + "\n")
+        return 125
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away (nbc ps | head): exit quietly like a well-behaved filter
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+
+
+def console_main() -> None:
+    """Entry point of the ``nbc`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()
