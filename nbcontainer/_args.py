@@ -162,6 +162,18 @@ _SPECS: List[VerbSpec] = [
         A("--mirror", metavar="URL", help="Debian mirror for mmdebstrap (default: the host's apt sources)"),
         A("suite", nargs="?", default="debian:bookworm", metavar="debian:SUITE|busybox"),
     )),
+    VerbSpec("save", "Save one or more images to a tar archive (streamed to STDOUT by default)", (
+        A("-o", "--output", metavar="FILE", help="Write to a file, instead of STDOUT"),
+        A("--platform", metavar="STRING", refused="--platform is not supported (images hold the host platform only)",
+          help="Save only the given platform (not supported)"),
+        A("images", nargs="+", metavar="IMAGE"),
+    )),
+    VerbSpec("load", "Load an image from a tar archive or STDIN", (
+        A("-i", "--input", metavar="FILE", help="Read from tar archive file (or an OCI layout directory), instead of STDIN"),
+        QUIET,
+        A("--platform", metavar="STRING", refused="--platform is not supported (the host platform is loaded)",
+          help="Load only the given platform (not supported)"),
+    )),
     # -- containers ---------------------------------------------------------------------
     VerbSpec("run", "Create and run a new container from an image", (
         _flag("-d", "--detach", help="Run container in background and print container ID"),
@@ -270,6 +282,10 @@ _SPECS: List[VerbSpec] = [
         _flag("-f", "--force", help="Force the removal of one or more volumes"),
         A("volumes", nargs="+", metavar="VOLUME"),
     )),
+    VerbSpec("export", "Export a container's filesystem as a tar archive (streamed to STDOUT by default)", (
+        A("-o", "--output", metavar="FILE", help="Write to a file, instead of STDOUT"),
+        A("container", metavar="CONTAINER"),
+    )),
     VerbSpec("volume inspect", "Display detailed information on one or more volumes", (
         A("-f", "--format", metavar="STRING", help="Format output using a Go template"),
         A("volumes", nargs="+", metavar="VOLUME"),
@@ -286,7 +302,7 @@ SPECS: Dict[str, VerbSpec] = {s.name: s for s in _SPECS}
 #: docker's alternative spellings -> the canonical verb in SPECS
 ALIASES: Dict[str, str] = {
     "image ls": "images", "image list": "images", "image rm": "rmi", "image remove": "rmi", "image tag": "tag",
-    "image import": "import", "image history": "history", "image bootstrap": "bootstrap",
+    "image import": "import", "image save": "save", "image load": "load", "container export": "export", "image history": "history", "image bootstrap": "bootstrap",
     "container ls": "ps", "container list": "ps", "container inspect": "inspect", "container rm": "rm",
     "volume list": "volume ls", "volume remove": "volume rm", "system info": "info",
 }

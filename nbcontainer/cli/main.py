@@ -72,7 +72,8 @@ class Context:
             target.flush()
 
 
-_MODULES = ("commands_images", "commands_containers", "commands_system", "commands_volumes")
+_MODULES = ("commands_images", "commands_containers", "commands_system", "commands_volumes", "commands_archive")
+_ARCHIVE_VERBS = {"save", "load", "export"}
 _IMAGE_VERBS = {"import", "images", "tag", "rmi", "history", "image inspect", "image prune", "bootstrap"}
 
 
@@ -81,6 +82,8 @@ def _handler(verb: str) -> Handler:
     import importlib
     if verb in _IMAGE_VERBS:
         first = "commands_images"
+    elif verb in _ARCHIVE_VERBS:
+        first = "commands_archive"
     elif verb.startswith("volume "):
         first = "commands_volumes"
     elif verb.startswith("system ") or verb in ("info", "version"):
