@@ -1,0 +1,21 @@
+"""Dockerfile builds and commits (``nbc build``, ``nbc commit``, ``client.images.build``).
+
+``BuildService(paths, db, images, snapshots, runtime, compression=None, jobs=None)``:
+    build(context_path=None, fileobj=None, dockerfile="Dockerfile", tags=(), buildargs=None, target=None,
+          nocache=False, labels=None, progress=None, source_date_epoch=None, secrets=None, network=None)
+        -> image id
+    commit(container_upper_dir, parent_image, changes=(), message=None, author=None, ref=None,
+           config=None, progress=None) -> image id
+    prune(all=True) -> {"CachesDeleted": [...], "SpaceReclaimed": n}
+
+Modules: context (build context + .dockerignore), stages (stage graph), schedule (stages side
+by side), executor (steps), copyadd/copysteps (COPY/ADD), runner/runsteps (RUN in the runtime),
+cache (keys, content digests), layers (upper dir -> blob + snapshot, final image), fsops
+(in-root file operations), state (per-stage state, history text).
+"""
+from __future__ import annotations
+
+from .context import BuildContext
+from .service import BuildService
+
+__all__ = ["BuildContext", "BuildService"]

@@ -1,0 +1,83 @@
+"""COPY/ADD steps of the executor: choose the source tree, plan, key, copy into a snapshot."""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from typing import Any, Iterator, Optional, Tuple
+
+from ..dockerfile.instructions import Add
+from ..errors import BuildError, ImageNotFound, NotSupported
+from . import cache
+from .context import BuildContext
+from .copyadd import execute_copy, plan_copy
+from .fsops import parse_chown
+from .state import StageState
+
+
+def _owner(b: Any, st: StageState, spec: str) -> Tuple[int, int]:
+    if not spec:
+        return 0, 0
+    passwd = group = None
+    if st.chain is not None:
+        from ..containers.rootfs import LayeredRoot
+        snaps = b.svc.snapshots
+        root = LayeredRoot([snaps.upper_dir(st.chain)] + list(snaps.lower_dirs(st.chain)))
+        passwd, group = root.read_file("/etc/passwd"), root.read_file("/etc/group")
+    return parse_chown(spec, passwd, group)
+
+
+@contextlib.contextmanager
+def source_tree(b: Any, from_: str) -> Iterator[Tuple[Optional[BuildContext], str]]:
+    """(tree to copy from, its identity for the cache key): the context, a stage or an image."""
+    if not from_:
+        yield b.ctx, "context"
+        return
+    stage = b.ins.stage(from_)
+    if stage is not None:
+        state = b.results.get(stage.index)
+        if state is None:
+            raise BuildError(f"COPY --from={from_}: stage {from_!r} has not been built")
+        chain, ident = state.chain, "stage:" + (state.chain or "scratch")
+    else:
+        images = b.svc.images
+        try:
+            image_id = images.resolve(from_)
+        except ImageNotFound:
+            raise BuildError(f"COPY --from={from_}: no stage or image named {from_!r} "
+                             "(images must be present locally: pull, load or bootstrap them first)") from None
+        chain = images.unpack(image_id, progress=b.progress)
+        ident = "image:" + image_id
+        b.svc.db.extend_lease(b.lease, [image_id] + ([chain] if chain else []))
+    if chain is None:
+        with tempfile.TemporaryDirectory(dir=str(b.svc.paths.tmp)) as empty:
+            yield BuildContext(empty, b"", in_root=True), ident
+        return
+    with b.svc.snapshots.mount_temporary(chain, readonly=True) as root:
+        yield BuildContext(root, b"", in_root=True), ident
+
+
+def do_copy(b: Any, st: StageState, ins: Any) -> None:
+    """One COPY or ADD instruction (already variable-expanded)."""
+    is_add = isinstance(ins, Add)
+    kw = "ADD" if is_add else "COPY"
+    if is_add and getattr(ins, "keep_git_dir", None):
+        raise NotSupported("ADD --keep-git-dir is not supported (git sources are not supported)")
+    from_ = getattr(ins, "from_", "") or ""
+    owner = _owner(b, st, ins.chown)
+    workdir = st.config.get("WorkingDir") or "/"
+    with source_tree(b, from_) as (tree, ident):
+        plan = plan_copy(ins, is_add, tree, workdir, owner, ins.chmod, db=b.svc.db if not from_ else None)
+        names = list(ins.sources) + ["<<" + c.path for c in ins.contents]
+        flag_text = " --parents" if getattr(ins, "parents", False) else ""
+        flag_text += "".join(f" --{n}={v}" for n, v in (("chown", ins.chown), ("chmod", ins.chmod)) if v)
+        created_by = f"{kw}{flag_text} {' '.join(names)} {ins.dest}"
+        flags = {"chown": ins.chown, "chmod": ins.chmod, "from": ident, "link": bool(ins.link),
+                 "exclude": list(ins.exclude),
+                 "parents": bool(getattr(ins, "parents", False))}
+        key = cache.step_key(st.key, created_by, extra={"sources": plan.digest, "flags": flags, "workdir": workdir})
+
+        def work(snap: str) -> None:
+            with b.svc.snapshots.mount_temporary(snap) as root:
+                execute_copy(plan, root, owner, ins.chmod, is_add)
+
+        b.layer_step(st, key, created_by + " # buildkit", work)
