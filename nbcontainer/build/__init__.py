@@ -8,8 +8,9 @@
            config=None, progress=None) -> image id
     prune(all=True) -> {"CachesDeleted": [...], "SpaceReclaimed": n}
 
-Modules: context (build context + .dockerignore), stages (stage graph), schedule (stages side
-by side), executor (steps), copyadd/copysteps (COPY/ADD), runner/runsteps (RUN in the runtime),
+Modules: context (build context + .dockerignore), frontend (``# syntax=``), stages (stage graph),
+schedule (stages side by side), executor (steps), copyadd/copysteps (COPY/ADD, ``--link``),
+runner/runsteps (RUN in the runtime, cache mounts with their sharing modes),
 cache (keys, content digests), layers (upper dir -> blob + snapshot, final image), fsops
 (in-root file operations), state (per-stage state, history text).
 """

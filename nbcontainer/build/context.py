@@ -220,23 +220,29 @@ class BuildContext:
     def walk(self, rel: str) -> Iterator[Tuple[str, os.stat_result]]:
         """(path relative to ``rel``, lstat) of every non-ignored entry below directory ``rel``,
         parents before children, names sorted.  Directories excluded as a whole are skipped."""
-        top = self.host_path(rel)
+        top = str(self.host_path(rel))
+        ignore = self.ignore if self.ignore else None  # most contexts have no patterns: skip matching
         stack = [""]
         while stack:
             sub = stack.pop()
-            d = top / sub if sub else top
+            d = top + "/" + sub if sub else top
             try:
-                names = sorted(os.listdir(d), reverse=True)
+                names = sorted(os.listdir(d))
             except OSError as e:
                 raise BuildError(f"cannot read {posixpath.join(rel, sub) or '.'} in the build context: "
                                  f"{e.strerror}") from None
             batch = []
-            for n in reversed(names):
-                child = posixpath.join(sub, n) if sub else n
-                ctx_rel = posixpath.join(rel, child) if rel else child
-                st = os.lstat(d / n)
+            for n in names:
+                child = sub + "/" + n if sub else n
+                st = os.lstat(d + "/" + n)
+                if ignore is None:
+                    yield child, st
+                    if stat.S_ISDIR(st.st_mode):
+                        batch.append(child)
+                    continue
+                ctx_rel = rel + "/" + child if rel else child
                 if stat.S_ISDIR(st.st_mode):
-                    if self.ignore and self.ignore.excluded_dirs(ctx_rel):
+                    if ignore.excluded_dirs(ctx_rel):
                         continue
                     if not self.excluded(ctx_rel):
                         yield child, st

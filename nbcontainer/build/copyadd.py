@@ -8,14 +8,11 @@ archives (recognised by content) and downloads http(s) URLs (``--checksum`` veri
 """
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import os
 import posixpath
 import re
 import stat
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -51,6 +48,7 @@ class Plan:
     items: List[Item] = field(default_factory=list)
     digest: str = ""
     dir_source: bool = False
+    dir_stat: Optional[os.stat_result] = None  # a source directory (COPY --link gives dest its mode)
 
 
 def _abs_dest(dest: str, workdir: str) -> str:
@@ -61,6 +59,9 @@ def _abs_dest(dest: str, workdir: str) -> str:
 
 
 def _fetch(url: str, checksum: str) -> Tuple[bytes, Optional[int]]:
+    import email.utils
+    import urllib.request  # only ADD <url> needs them (30 ms of imports on every build otherwise)
+
     try:
         with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - http(s) only, checked above
             data = resp.read()
@@ -102,7 +103,8 @@ def plan_copy(ins: Any, is_add: bool, tree: Optional[BuildContext], workdir: str
             if _GIT.search(src):
                 raise BuildError(f"ADD {src}: git sources are not supported")
             data, mtime = _fetch(src, getattr(ins, "checksum", ""))
-            name = posixpath.basename(urllib.parse.urlparse(src).path) or "index.html"
+            from urllib.parse import urlparse
+            name = posixpath.basename(urlparse(src).path) or "index.html"
             plan.items.append(Item("data", "", name, data=data, mode=0o600, mtime=mtime))
             digest.add_data(name, data, 0o600, owner)
             continue
@@ -127,6 +129,7 @@ def plan_copy(ins: Any, is_add: bool, tree: Optional[BuildContext], workdir: str
                 kept = rel[len(pivot):].lstrip("/") if pivot and rel.startswith(pivot) else rel
             if stat.S_ISDIR(st.st_mode):
                 plan.dir_source = True
+                plan.dir_stat = plan.dir_stat or st
                 if kept:  # --parents: the directory itself is kept under dest
                     plan.items.append(Item("entry", str(host), kept, st, in_dir=True))
                     digest.add(kept, str(host), st, owner, chmod(stat.S_IMODE(st.st_mode), True) if chmod else None)
@@ -161,8 +164,10 @@ def plan_copy(ins: Any, is_add: bool, tree: Optional[BuildContext], workdir: str
     return plan
 
 
-def execute_copy(plan: Plan, root: Path, owner: Tuple[int, int], chmod_spec: str, is_add: bool) -> None:
-    """Create the planned items in the mounted tree ``root``."""
+def execute_copy(plan: Plan, root: Path, owner: Tuple[int, int], chmod_spec: str, is_add: bool,
+                 chown_archives: bool = False, link: bool = False) -> None:
+    """Create the planned items in the mounted tree ``root``.  ``chown_archives``: entries
+    extracted from a local archive get ``owner`` (ADD --chown) instead of the archive's owners."""
     from ..oci.compression import open_decompressed
     from ..snapshots.apply import apply_layer
 
@@ -185,6 +190,8 @@ def execute_copy(plan: Plan, root: Path, owner: Tuple[int, int], chmod_spec: str
             d = host_dir(plan.dest)
             with open(it.src, "rb") as f:
                 apply_layer(open_decompressed(f), d, same_owner=True)
+            if chown_archives:
+                _chown_extracted(root, plan.dest, it.src, owner)
             continue
         parent, name = posixpath.split(target)
         if not name:
@@ -197,4 +204,32 @@ def execute_copy(plan: Plan, root: Path, owner: Tuple[int, int], chmod_spec: str
             dirs[target] = made
     if plan.dir_source or not plan.items:
         host_dir(plan.dest if into_dir or plan.dir_source else posixpath.dirname(plan.dest))
+    if link and plan.dir_stat is not None and plan.dest != "/":
+        copier._meta(host_dir(plan.dest), plan.dir_stat)  # BuildKit --link: dest takes the source dir's mode
     copier.finish()
+
+
+def _chown_extracted(root: Path, dest: str, archive: str, owner: Tuple[int, int]) -> None:
+    """Give every entry the archive created under ``dest`` the ``--chown`` owner.  Each entry's
+    parent is resolved inside ``root`` (an archive's own symlinks cannot lead out of it) and
+    the entry itself is never followed."""
+    import tarfile
+    from ..oci.compression import open_decompressed
+
+    names = set()
+    with open(archive, "rb") as f, tarfile.open(fileobj=open_decompressed(f), mode="r|") as tf:
+        for ti in tf:
+            rel = posixpath.normpath("/" + ti.name).lstrip("/")
+            base = posixpath.basename(rel)
+            if rel and not base.startswith(".wh."):
+                names.add(rel)  # entries of the archive only: directories merged into keep their owner
+    for rel in sorted(names):
+        parent, name = posixpath.split(posixpath.join(dest, rel))
+        try:
+            host_parent = resolve_dir(root, parent, create=False)
+        except BuildError:
+            continue
+        try:
+            os.chown(os.path.join(host_parent, name), owner[0], owner[1], follow_symlinks=False)
+        except FileNotFoundError:
+            continue

@@ -57,7 +57,21 @@ def source_tree(b: Any, from_: str) -> Iterator[Tuple[Optional[BuildContext], st
 
 
 def do_copy(b: Any, st: StageState, ins: Any) -> None:
-    """One COPY or ADD instruction (already variable-expanded)."""
+    """One COPY or ADD instruction (already variable-expanded).
+
+    ``COPY --link`` (link_copy_semantics): the files are written into an empty layer -- the
+    step snapshot's upper dir, with no view of the parent -- which is then stacked on the
+    parent like any layer.  As with BuildKit: missing destination directories are created
+    0755 (owner: --chown or 0:0) *in the layer*, so a directory of the parent at that path
+    takes the layer's mode and owner; symlinks of the parent in the destination path are not
+    followed (the layer's directory replaces them); whether the destination is a directory is
+    decided by the instruction alone (trailing ``/``, several sources), never by the parent;
+    a copied directory gives the destination directory its mode (BuildKit's documented
+    caveat); the layer's bytes do not depend on the parent, and, as in BuildKit, the layer is
+    reused when an earlier step changed (its blob is unpacked on the new parent, not rebuilt:
+    layers.rebase_layer).  Not equivalent: ``--chown`` user names are looked up in the parent's
+    /etc/passwd as for a plain COPY (a changed passwd with the same numbers still reuses).
+    """
     is_add = isinstance(ins, Add)
     kw = "ADD" if is_add else "COPY"
     if is_add and getattr(ins, "keep_git_dir", None):
@@ -77,7 +91,16 @@ def do_copy(b: Any, st: StageState, ins: Any) -> None:
         key = cache.step_key(st.key, created_by, extra={"sources": plan.digest, "flags": flags, "workdir": workdir})
 
         def work(snap: str) -> None:
+            if ins.link:
+                # --link: copy into the step's own empty layer (the snapshot's upper dir, nothing
+                # mounted), so nothing of the parent is seen: see link_copy_semantics below
+                execute_copy(plan, b.svc.snapshots.upper_dir(snap), owner, ins.chmod, is_add,
+                             chown_archives=bool(ins.chown), link=True)
+                return
             with b.svc.snapshots.mount_temporary(snap) as root:
-                execute_copy(plan, root, owner, ins.chmod, is_add)
+                execute_copy(plan, root, owner, ins.chmod, is_add, chown_archives=bool(ins.chown))
 
-        b.layer_step(st, key, created_by + " # buildkit", work)
+        # --link: the layer does not depend on the parent, so it may be reused on another one
+        link_key = cache.step_key("link", created_by, extra={"sources": plan.digest, "flags": flags,
+                                                             "workdir": workdir}) if ins.link else None
+        b.layer_step(st, key, created_by + " # buildkit", work, rebase_key=link_key)

@@ -67,7 +67,7 @@ class Builder:
         return rfc3339(float(self.sde) if self.sde is not None else time.time())
 
     def _msg(self, text: str, stream: str = "stdout") -> None:
-        emit(Message("build", text, stream), self.progress)
+        emit(Message("build", text, stream, stage=getattr(self._tl, "stage", "")), self.progress)
 
     def _global_args(self) -> Dict[str, str]:
         plat = host_platform()
@@ -108,21 +108,28 @@ class Builder:
         with self._lock:  # stages may run in parallel: step numbers are given in start order
             self.step += 1
             step = self.step
-        emit(BuildStep(step, self.total, ins.original, ins.start_line, st_name, cached), self.progress)
+        label = getattr(self._tl, "stage", "") or st_name
+        emit(BuildStep(step, self.total, ins.original, ins.start_line, label, cached), self.progress)
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self) -> StageState:
         from .schedule import run_stages
         order = stages.build_order(self.ins, self.target, self.expand_from)
         deps = stages.dependencies(self.ins, self.expand_from)
-        self.total = sum(1 + len(s.commands) for s in order)
-        run_stages(order, deps, self._build_stage, self._cancel_all, jobs=self.jobs)
-        unused = sorted(k for k in self.buildargs if k not in self.used_args and k not in PROXY_ARGS)
+        self.total = sum(1 + len(s.commands) + stages.trigger_count(self.ins, s, self.expand_from,
+                                                                     self.svc.images) for s in order)
+        try:
+            run_stages(order, deps, self._build_stage, self._cancel_all, jobs=self.jobs)
+        finally:
+            self._tl.stage = ""  # stages may have run on this thread: later lines belong to no stage
+        unused = sorted(k for k in self.buildargs if k not in self.used_args and k not in PROXY_ARGS
+                        and k != "BUILDKIT_SYNTAX")  # consumed by frontend.check_syntax
         if unused:
             self._msg(f"[Warning] One or more build-args {unused} were not consumed", "stderr")
         return self.results[order[-1].index]
 
     def _build_stage(self, stage: Any) -> None:
+        self._tl.stage = stage_label(stage)
         st = self._from(stage)
         for ins in stage.commands:
             if self._cancelled.is_set():
@@ -196,7 +203,7 @@ class Builder:
                                      f"{getattr(e, 'reason', e)}", line=ins.start_line,
                                      instruction=ins.original, stage=stage.name or None) from None
                 trig.start_line, trig.end_line = ins.start_line, ins.end_line
-                self._dispatch(st, trig, stage, count=False)
+                self._dispatch(st, trig, stage)
         return st
 
     def _from_image(self, stage: Any, image: str) -> StageState:
@@ -354,12 +361,23 @@ class Builder:
         self._meta(st, "ARG " + " ".join(parts))
 
     # -- layer instructions ---------------------------------------------------------------------
-    def layer_step(self, st: StageState, key: str, created_by: str, work: Callable[[str], None]) -> bool:
-        """Run ``work(snapshot key)`` unless the cache has the step; True when cached."""
+    def layer_step(self, st: StageState, key: str, created_by: str, work: Callable[[str], None],
+                   rebase_key: Optional[str] = None) -> bool:
+        """Run ``work(snapshot key)`` unless the cache has the step; True when cached.
+        ``rebase_key``: the parent-independent key of a ``COPY --link`` layer, whose blob is
+        reused on top of a changed parent (layers.rebase_layer)."""
         db = self.svc.db
         hit = None if self.nocache else db.get_cache(key)
         if hit is not None and not self._cache_usable(hit):
             hit = None
+        if hit is None and rebase_key and not self.nocache:
+            row = db.get_cache(rebase_key)
+            if row and "layer" in row:
+                chain = layers.rebase_layer(self.svc.images, layers.Layer.from_dict(row["layer"]), st.chain,
+                                            self.lease)
+                if chain is not None:
+                    hit = {"layer": row["layer"], "chain": chain, "created": row.get("created") or self.now()}
+                    db.put_cache(key, hit)
         if self._tl.count:
             self._begin(st.name, self._tl.cur, cached=hit is not None)
         if hit is not None:
@@ -387,6 +405,8 @@ class Builder:
         else:
             layer, chain = result
             db.put_cache(key, {"layer": layer.to_dict(), "chain": chain, "created": created})
+            if rebase_key:
+                db.put_cache(rebase_key, {"layer": layer.to_dict(), "created": created})
             st.layers.append(layer)
             st.chain = chain
             st.add_history(created_by, created, False)
@@ -451,6 +471,11 @@ class Builder:
     def _do_run(self, st: StageState, ins: Run) -> None:
         from .runsteps import do_run
         do_run(self, st, ins)
+
+
+def stage_label(stage: Any) -> str:
+    """The stage's name in events: its ``AS`` name, else ``stage-N`` (BuildKit's form)."""
+    return stage.name or f"stage-{stage.index}"
 
 
 def _os_error(e: OSError) -> str:

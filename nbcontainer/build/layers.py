@@ -57,9 +57,15 @@ class _Tee:
         self.digester, self.out = digester, out
 
     def write(self, data) -> int:
-        self.digester.update(bytes(data))
+        self.digester.update(data)
         self.out.write(data)
         return len(data)
+
+    def close(self) -> None:
+        self.out.close()
+
+    def abort(self) -> None:
+        pass
 
 
 def is_empty_dir(path: os.PathLike) -> bool:
@@ -84,56 +90,91 @@ def _level_for(data: bytes, level: int) -> int:
 class ParallelGzip:
     """Reproducible gzip on every core: the stream is cut every ``chunk`` bytes and each piece
     becomes one gzip member (pinned level, mtime 0) compressed by a worker thread (zlib
-    releases the GIL); members are written in order; pieces that do not compress are stored.  A multi-member gzip file is plain
-    gzip to every reader (RFC 1952; Go's, zlib's and Python's readers all read it whole).
-    The output depends only on the input, never on timing or the number of workers."""
+    releases the GIL); pieces that do not compress are stored.  A multi-member gzip file is
+    plain gzip to every reader (RFC 1952; Go's, zlib's and Python's readers all read it whole).
 
-    def __init__(self, out: Any, level: int = GZIP_LEVEL, chunk: int = 4 << 20, workers: Optional[int] = None):
+    Members are written to ``out`` in order by one writer thread, which also feeds each raw
+    piece to ``raw_digester`` (the layer's DiffID) -- so hashing, compressing and writing the
+    blob overlap with producing the tar.  The output depends only on the input, never on
+    timing or the number of workers."""
+
+    def __init__(self, out: Any, level: int = GZIP_LEVEL, chunk: int = 4 << 20, workers: Optional[int] = None,
+                 raw_digester: Any = None):
         import collections
         from concurrent.futures import ThreadPoolExecutor
 
-        self.out, self.level, self.chunk = out, level, chunk
+        self.out, self.level, self.chunk, self.raw = out, level, chunk, raw_digester
         self.pool = ThreadPoolExecutor(max_workers=workers or max(1, min(4, os.cpu_count() or 1)))
+        self.writer = ThreadPoolExecutor(max_workers=1)  # FIFO: members land in submission order
         self.pending: Any = collections.deque()
-        self.buf = bytearray()
+        self.pieces: list = []
+        self.size = 0
         self.members = 0
 
-    def _member(self, data: bytes) -> bytes:
+    def _member(self, data: Any) -> bytes:
         return gzip.compress(data, _level_for(data, self.level), mtime=0)
 
-    def _submit(self, data: bytes) -> None:
-        self.pending.append(self.pool.submit(self._member, data))
+    def _emit(self, piece: Any, member: Any) -> None:
+        if self.raw is not None:
+            self.raw.update(piece)
+        self.out.write(member.result())
+
+    def _submit(self, piece: Any) -> None:
+        member = self.pool.submit(self._member, piece)
+        self.pending.append(self.writer.submit(self._emit, piece, member))
         self.members += 1
-        while self.pending and (len(self.pending) > 4 or self.pending[0].done()):
-            self.out.write(self.pending.popleft().result())
+        while self.pending and (len(self.pending) > 6 or self.pending[0].done()):
+            self.pending.popleft().result()  # bounded memory; a failed write surfaces here
+
+    def _cut(self, final: bool) -> None:
+        buf = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
+        view, off = memoryview(buf), 0
+        while len(buf) - off >= self.chunk:
+            self._submit(view[off:off + self.chunk])
+            off += self.chunk
+        rest = buf[off:] if off else buf
+        if final and (rest or not self.members):
+            self._submit(rest)
+            rest = b""
+        self.pieces = [rest] if rest else []
+        self.size = len(rest)
 
     def write(self, data) -> int:
-        self.buf += data
-        while len(self.buf) >= self.chunk:
-            self._submit(bytes(self.buf[:self.chunk]))
-            del self.buf[:self.chunk]
-        return len(data)
+        n = len(data)
+        if n:
+            self.pieces.append(data if type(data) is bytes else bytes(data))
+            self.size += n
+            if self.size >= self.chunk:
+                self._cut(False)
+        return n
 
     def close(self) -> None:
         try:
-            if self.buf or not self.members:
-                self._submit(bytes(self.buf))
-                self.buf = bytearray()
+            self._cut(True)
             while self.pending:
-                self.out.write(self.pending.popleft().result())
+                self.pending.popleft().result()
         finally:
-            self.pool.shutdown(wait=True)
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop the workers (after a failure: whatever is queued is dropped)."""
+        for fut in self.pending:
+            fut.cancel()
+        self.pending.clear()
+        self.writer.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _compressor(kind: str, out: Any) -> Tuple[Any, str]:
-    """(writable stream, layer media type) for a compression kind."""
+def _compressor(kind: str, out: Any, diff: Any) -> Tuple[Any, str]:
+    """(writable stream fed with the layer tar, layer media type) for a compression kind;
+    ``diff`` (a Digester) receives the uncompressed bytes."""
     if kind == "gzip":
-        return ParallelGzip(out), mediatypes.OCI_LAYER_GZIP
+        return ParallelGzip(out, raw_digester=diff), mediatypes.OCI_LAYER_GZIP
     if kind == "zstd":
         from ..oci.compression import zstd_compressor
-        return zstd_compressor(out), mediatypes.OCI_LAYER_ZSTD
+        return _Tee(diff, zstd_compressor(out)), mediatypes.OCI_LAYER_ZSTD
     if kind == "none":
-        return _NoClose(out), mediatypes.OCI_LAYER
+        return _Tee(diff, _NoClose(out)), mediatypes.OCI_LAYER
     raise InvalidArgument(f"unknown layer compression {kind!r} (gzip, zstd or none)", kind, "compression")
 
 
@@ -162,8 +203,12 @@ def commit_layer(images: Any, snap_key: str, parent_chain: Optional[str], lease:
         return None
     diff = Digester()
     with content.ingest(f"build-{snap_key}") as ing:
-        gz, media_type = _compressor(compression, ing)
-        stats = write_layer(upper, _Tee(diff, gz), source_date_epoch=source_date_epoch)
+        gz, media_type = _compressor(compression, ing, diff)
+        try:
+            stats = write_layer(upper, gz, source_date_epoch=source_date_epoch)
+        except BaseException:
+            gz.abort()
+            raise
         gz.close()
         blob, blob_size = ing.digest, ing.offset
         db.extend_lease(lease, [blob])
@@ -183,6 +228,46 @@ def commit_layer(images: Any, snap_key: str, parent_chain: Optional[str], lease:
     else:
         snaps.remove(snap_key)  # the same layer exists already (another build made it)
     return Layer(diff.digest, blob, blob_size, media_type), chain
+
+
+def rebase_layer(images: Any, layer: Layer, parent_chain: Optional[str], lease: str) -> Optional[str]:
+    """Stack an existing layer blob on ``parent_chain`` without rebuilding it (``COPY --link``
+    reuse after the parent changed): its tar is unpacked into a fresh snapshot committed under
+    the new chain id; the blob itself is reused as is.  Returns the chain id, or None when the
+    blob is gone.  Only for layers that do not depend on their parent (no whiteouts)."""
+    import secrets as _secrets
+
+    from ..images.create import record_size
+    from ..oci.compression import open_decompressed
+    from ..snapshots.apply import apply_layer
+
+    snaps, content, db = images.snapshots, images.content, images.db
+    if not content.has(layer.blob):
+        return None
+    db.extend_lease(lease, [layer.blob])
+    chain = next_chain(parent_chain, layer.diff_id)
+    db.extend_lease(lease, [chain])
+    if snaps.exists(chain):
+        return chain
+    snap = f"build-{_secrets.token_hex(8)}"
+    snaps.prepare(snap, parent_chain, labels={"nbcontainer.build": "step"})
+    db.extend_lease(lease, [snap])
+    try:
+        with content.open(layer.blob) as f:
+            stats = apply_layer(open_decompressed(f), snaps.upper_dir(snap), same_owner=True)
+        try:
+            snaps.commit(chain, snap)
+        except Conflict:
+            if not snaps.exists(chain):
+                raise
+            snaps.remove(snap)
+            return chain
+    except BaseException:
+        if snaps.exists(snap):
+            snaps.remove(snap)
+        raise
+    record_size(db, chain, int(getattr(stats, "size", 0) or snaps.usage(chain)))
+    return chain
 
 
 def layer_valid(images: Any, layer: Layer, chain: str) -> bool:

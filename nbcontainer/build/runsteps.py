@@ -1,7 +1,7 @@
 """RUN steps of the executor: command line, environment, ``--mount``s, cache key, execution.
 
 Supported ``--mount`` types: ``cache`` (a persistent directory under ROOT/buildcache-mounts,
-not part of the cache key), ``tmpfs``, ``bind`` (read-only; from the context, a stage or an
+not part of the cache key; ``sharing=shared|private|locked``, see cache_mount_dir), ``tmpfs``, ``bind`` (read-only; from the context, a stage or an
 image) and ``secret`` (files given to ``build(secrets=...)``).  ``ssh`` is refused.
 Heredocs: ``RUN <<EOF`` runs the body with the shell (a ``#!`` body is written to a file and
 executed); ``RUN cmd <<EOF`` passes the whole text to the shell.
@@ -76,6 +76,56 @@ def _scratch_overlay(b: Any, lower: str):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _new_cache_dir(d: str) -> None:
+    os.makedirs(os.path.dirname(d), exist_ok=True)
+    try:
+        os.mkdir(d, 0o755)
+    except FileExistsError:
+        pass
+
+
+def flock(path: str, flags: int, stack: contextlib.ExitStack) -> bool:
+    """Take ``flock(flags)`` on ``path`` for the rest of the step; False when it is busy (LOCK_NB)."""
+    import fcntl
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, flags)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    except BaseException:
+        os.close(fd)
+        raise
+    stack.callback(os.close, fd)  # closing the fd releases the lock
+    return True
+
+
+def cache_mount_dir(base: str, ident: str, sharing: str, stack: contextlib.ExitStack) -> str:
+    """The host directory of ``RUN --mount=type=cache,id=ident`` (kept across builds).
+
+    ``shared``: one directory for every user at once (a shared file lock, so ``locked`` users
+    and ``builder prune`` see it in use).  ``locked``: the same directory, but users take turns
+    (an exclusive file lock, held until the step ends; other builds and processes wait).
+    ``private``: a directory no one else is using during the step -- the main one when free,
+    else a free or a new private instance (BuildKit's rule: concurrent private users never
+    share, sequential ones reuse the cache)."""
+    import fcntl
+    name = hashlib.sha256(ident.encode()).hexdigest()[:32]
+    main = os.path.join(base, name)
+    os.makedirs(base, exist_ok=True)
+    if sharing in ("shared", "locked"):  # lock first: prune removes only directories nobody holds
+        flock(main + ".lock", fcntl.LOCK_SH if sharing == "shared" else fcntl.LOCK_EX, stack)
+        _new_cache_dir(main)
+        return main
+    n = 0
+    while True:
+        d = main if n == 0 else f"{main}-private-{n}"
+        if flock(d + ".lock", fcntl.LOCK_EX | fcntl.LOCK_NB, stack):
+            _new_cache_dir(d)
+            return d
+        n += 1
+
+
 def _mounts(b: Any, st: StageState, ins: Run, stack: contextlib.ExitStack,
             secret_env: List[str]) -> List[Dict[str, Any]]:
     out: List[Dict[str, Any]] = []
@@ -86,10 +136,9 @@ def _mounts(b: Any, st: StageState, ins: Run, stack: contextlib.ExitStack,
             mode = f"size={m.size_limit}" if m.size_limit else ""
             out.append({"Type": "tmpfs", "Destination": target, "Mode": mode, "RW": True})
         elif m.type == "cache":
-            ident = m.cache_id or target
-            d = os.path.join(b.svc.paths.root, "buildcache-mounts", hashlib.sha256(ident.encode()).hexdigest()[:32])
-            if not os.path.isdir(d):
-                os.makedirs(d, exist_ok=True)
+            d = cache_mount_dir(os.path.join(b.svc.paths.root, "buildcache-mounts"), m.cache_id or target,
+                                m.sharing or "shared", stack)
+            if not os.listdir(d) and (m.mode is not None or m.uid or m.gid):
                 os.chmod(d, m.mode if m.mode is not None else 0o755)
                 os.chown(d, m.uid or 0, m.gid or 0)
             out.append({"Type": "bind", "Source": d, "Destination": target, "RW": not m.readonly})

@@ -8,7 +8,6 @@ kills their containers), and the error is raised once every worker has cleaned u
 """
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Dict, List, Set
 
 
@@ -20,9 +19,11 @@ def run_stages(order: List[Any], deps: Dict[int, Set[int]], build: Callable[[Any
         for stage in order:
             build(stage)
         return
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait  # 10 ms: only when parallel
+
     done: Set[int] = set()
     pending = list(order)
-    running: Dict[Future, Any] = {}
+    running: Dict["Future", Any] = {}
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nbc-build")
     try:
         while pending or running:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Optional, Sequence, Union
 
-from ..errors import InvalidArgument
+from ..errors import BuildError, InvalidArgument
 from ..events import Message, emit
 from ..oci.image import rfc3339
 from .context import BuildContext, looks_like_tar
@@ -23,6 +23,22 @@ from .layers import new_lease, write_image
 
 #: Layer compression of build steps (see layers.commit_layer): "gzip", "zstd" or "none".
 DEFAULT_COMPRESSION = "gzip"
+
+
+def locate(e: BuildError, dockerfile: Union[bytes, str], filename: str) -> None:
+    """Make ``e``'s message say ``FILE:LINE: <the offending line>: reason`` (in place, so the
+    exception keeps its class and attributes): some errors know their line but not the text."""
+    if not e.line:
+        return
+    text = dockerfile.decode("utf-8", "replace") if isinstance(dockerfile, bytes) else dockerfile
+    lines = text.lstrip("\ufeff").splitlines()
+    source = lines[e.line - 1].strip() if 0 < e.line <= len(lines) else ""
+    msg = str(e)
+    prefix = f"{filename}:{e.line}: "
+    reason = msg[len(prefix):] if msg.startswith(prefix) else msg
+    if source and source not in reason and not (e.instruction and e.instruction in reason):
+        reason = f"{source}: {reason}"
+    e.args = (prefix + reason,)
 
 
 def _sde(value: Union[None, int, str]) -> Optional[int]:
@@ -83,9 +99,10 @@ class BuildService:
         "host": the host's network; "none": loopback only).  Events: BuildStep per step, Message per output line.
         Raises BuildError (with line, instruction, exit code and last output lines).
         """
-        from ..dockerfile import parse_dockerfile
+        from ..dockerfile.instructions import parse, parse_instructions
         from ..images.create import parse_tag
         from .executor import Builder
+        from .frontend import check_syntax
 
         if network not in (None, "", "default", "host", "none"):
             raise InvalidArgument(f"invalid network mode {network!r} for build (default, host or none)",
@@ -105,11 +122,17 @@ class BuildService:
         lease = new_lease(self.db)
         try:
             name = ctx.dockerfile_name or "Dockerfile"
-            result, instructions = parse_dockerfile(ctx.dockerfile, filename=name)
-            builder = Builder(self, ctx, instructions, result.escape_token, buildargs=buildargs, target=target,
-                              nocache=nocache, labels=labels or {}, sde=sde, progress=progress, lease=lease,
-                              secrets_=secrets, network=network or "default", jobs=self.jobs, filename=name)
-            st = builder.run()
+            try:
+                result = parse(ctx.dockerfile, filename=name)
+                check_syntax(result.directives, buildargs, ctx.dockerfile, name)  # before typing: another frontend
+                instructions = parse_instructions(result.ast, filename=name)
+                builder = Builder(self, ctx, instructions, result.escape_token, buildargs=buildargs, target=target,
+                                  nocache=nocache, labels=labels or {}, sde=sde, progress=progress, lease=lease,
+                                  secrets_=secrets, network=network or "default", jobs=self.jobs, filename=name)
+                st = builder.run()
+            except BuildError as e:
+                locate(e, ctx.dockerfile, name)
+                raise
             # Go's omitempty: BuildKit leaves unset fields out of the config
             config = {k: v for k, v in st.config.items() if v not in (None, [], {}, "")}
             if labels:
@@ -148,8 +171,42 @@ class BuildService:
         for row in self.db.list_cache():
             if self.db.delete_cache(row["key"]):
                 deleted.append(row["key"])
+        mounts, freed = self._prune_cache_mounts()
         report = self.images.gc() if deleted else {}
-        return {"CachesDeleted": deleted, "SpaceReclaimed": int((report or {}).get("SpaceReclaimed", 0) or 0)}
+        return {"CachesDeleted": deleted + mounts,
+                "SpaceReclaimed": int((report or {}).get("SpaceReclaimed", 0) or 0) + freed}
+
+    def _prune_cache_mounts(self) -> tuple:
+        """Remove the ``RUN --mount=type=cache`` directories no running step uses (their lock is
+        free); returns (["cachemount:<name>", ...], bytes freed)."""
+        import contextlib
+        import fcntl
+        import shutil
+        from .runsteps import flock
+
+        base = os.path.join(self.paths.root, "buildcache-mounts")
+        names, freed = [], 0
+        if not os.path.isdir(base):
+            return names, freed
+        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+            if entry.name.endswith(".lock") or not entry.is_dir(follow_symlinks=False):
+                continue
+            with contextlib.ExitStack() as stack:
+                if not flock(entry.path + ".lock", fcntl.LOCK_EX | fcntl.LOCK_NB, stack):
+                    continue  # a step is using it right now
+                for root, dirs, files in os.walk(entry.path):
+                    for f in files:
+                        try:
+                            freed += os.lstat(os.path.join(root, f)).st_blocks * 512
+                        except OSError:
+                            pass
+                shutil.rmtree(entry.path, ignore_errors=True)
+                try:
+                    os.unlink(entry.path + ".lock")
+                except OSError:
+                    pass
+            names.append("cachemount:" + entry.name)
+        return names, freed
 
     # -- commit --------------------------------------------------------------------------------
     def commit(self, container_upper_dir: Union[str, os.PathLike], parent_image: Optional[str],

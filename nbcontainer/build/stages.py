@@ -7,9 +7,9 @@ file).  Stages the target does not need are skipped.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
-from ..dockerfile.instructions import Copy, Instructions, Run, Stage
+from ..dockerfile.instructions import Copy, Instructions, Onbuild, Run, Stage
 from ..errors import BuildError
 
 
@@ -91,3 +91,21 @@ def build_order(instructions: Instructions, target: Optional[str], expand_from: 
         needed.add(i)
         todo.extend(deps[i])
     return [st for st in instructions.stages if st.index in needed]
+
+
+def trigger_count(instructions: Instructions, stage: Stage, expand_from: Callable[[str], str], images: Any) -> int:
+    """How many ONBUILD triggers the stage's base will run (they are numbered steps too): the
+    ONBUILD lines of a base stage of this file, or the OnBuild list of a base image."""
+    try:
+        image = expand_from(stage.image)
+    except BuildError:
+        return 0  # reported with its line when the stage starts
+    base = instructions.stage(image) if not image.isdigit() else None
+    if base is not None and base.index < stage.index:
+        return sum(1 for c in base.commands if isinstance(c, Onbuild))
+    if image.lower() == "scratch":
+        return 0
+    try:
+        return len((images.config(images.resolve(image)).get("config") or {}).get("OnBuild") or [])
+    except Exception:
+        return 0  # a missing image fails at its FROM, with the line
