@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export DEBIAN_FRONTEND=noninteractive
 need_apt=()
-for pkg in busybox-static mmdebstrap catatonit uidmap iptables iproute2 zstd libseccomp2 runc skopeo umoci docker-registry; do
+for pkg in busybox-static mmdebstrap catatonit uidmap iptables iproute2 zstd libseccomp2 runc podman buildah skopeo umoci docker-registry docker.io; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -12,4 +12,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 python3 -m pip install -q -e '.[test]'
-python3 -m pytest -q -p no:cacheprovider "$@"
+# A private store for anything that does not pick its own (the notebooks' kernels), removed afterwards.
+store=$(mktemp -d /tmp/nbc-test-XXXXXX)
+trap 'rm -rf "$store"' EXIT
+export NBCONTAINER_ROOT="$store/root" NBCONTAINER_RUNROOT="$store/run"
+# tests/ (unit, integration, conformance) and the tutorial notebooks under nbval.
+python3 -m pytest -q -p no:cacheprovider tests --nbval-lax notebooks "$@"

@@ -66,3 +66,63 @@ def print_table(results: Dict[str, Dict[str, float]], reference: str) -> None:
     for name, s in results.items():
         ratio = f"{s['median'] / ref:.2f}x" if ref else "-"
         print(f"{name:<28}{s['min'] * 1e3:>10.1f}{s['median'] * 1e3:>12.1f}{s['max'] * 1e3:>10.1f}{ratio:>9}")
+
+
+def rm_tree(path: Path) -> None:
+    """Remove a store directory, first detaching anything mounted inside it (podman's overlay home)."""
+    prefix = str(path).rstrip("/") + "/"
+    with open("/proc/mounts") as f:
+        points = [line.split()[1] for line in f if line.split()[1] == str(path) or line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class OwnDockerd:
+    """A dockerd started for the benchmark (own data root, exec root, pid file, socket; no bridge,
+    no iptables) when dockerd is installed but no daemon runs.  ``env`` points the docker CLI at it."""
+
+    def __init__(self, work: Path):
+        self.dir = work / "dockerd"
+        self.dir.mkdir()
+        self.host = f"unix://{self.dir}/d.sock"
+        self.env = dict(os.environ, DOCKER_HOST=self.host)
+        self.log = open(self.dir / "dockerd.log", "wb")
+        self.proc = subprocess.Popen(
+            ["dockerd", "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
+             "--pidfile", str(self.dir / "d.pid"), "-H", self.host, "--bridge=none", "--iptables=false",
+             "--ip-masq=false"], stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.proc.poll() is None:
+            if subprocess.run(["docker", "version"], env=self.env, capture_output=True).returncode == 0:
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("dockerd did not start within 20 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        rm_tree(self.dir)
+
+
+def docker_env(work: Path) -> tuple:
+    """(env for the docker CLI, OwnDockerd or None), or (None, None) when docker cannot be used."""
+    if docker_daemon_up():
+        return dict(os.environ), None
+    if have("dockerd") and have("docker"):
+        try:
+            own = OwnDockerd(work)
+            print("docker: started a private dockerd for this benchmark")
+            return own.env, own
+        except RuntimeError as e:
+            print(f"docker: {e} (skipped)")
+    else:
+        print("docker: no daemon and no dockerd (skipped)")
+    return None, None

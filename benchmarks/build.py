@@ -29,11 +29,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks._peers import docker_daemon_up, have  # noqa: E402
+from benchmarks._peers import docker_env, have  # noqa: E402
 
 FLASK_DOCKERFILE = """\
 FROM debian:bookworm
@@ -192,18 +192,28 @@ class Buildah(Tool):
 class Docker(Tool):
     name = "docker build"
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, env: Dict[str, str], own: Any = None):
         self.base = base
+        self.env = dict(env, DOCKER_BUILDKIT="1")  # BuildKit, the builder docker build uses by default today
+        # Debian's docker.io client has BuildKit built in; a newer CLI without the buildx plugin refuses it.
+        self.docker = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+        self.own = own  # a private dockerd started for this benchmark, stopped at cleanup
         self.loaded = False
 
     def fresh(self, i: int) -> None:
         if not self.loaded:
-            _run(["docker", "load", "-q", "-i", str(self.base)])
+            _run([self.docker, "load", "-q", "-i", str(self.base)], self.env)
             self.loaded = True
 
     def build(self, case: str, ctx: Path, cold: bool) -> float:
-        return _timed(["docker", "build", "-q", "--network", "none", "-t", f"nbc-bench/{case}"]
-                      + (["--no-cache"] if cold else []) + [str(ctx)])
+        return _timed([self.docker, "build", "-q", "--network", "none", "-t", f"nbc-bench/{case}"]
+                      + (["--no-cache"] if cold else []) + [str(ctx)], self.env)
+
+    def close(self) -> None:
+        """Stop the private dockerd (after the last run; cleanup() runs after every run)."""
+        if self.own is not None:
+            self.own.stop()
+            self.own = None
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -265,12 +275,9 @@ def main() -> int:
             tools.append(Buildah(work, base))
         else:
             print("buildah: not installed (skipped)")
-        if docker_daemon_up():
-            tools.append(Docker(base))
-        elif have("docker"):
-            print("docker: CLI installed but no dockerd is running (`docker info` fails): skipped")
-        else:
-            print("docker: not installed (skipped)")
+        denv, own = docker_env(work)
+        if denv is not None:
+            tools.append(Docker(base, denv, own))
         results: Dict[str, Dict[str, List[float]]] = {t.name: {} for t in tools}
         for i in range(args.runs):
             for t in tools:
@@ -286,6 +293,8 @@ def main() -> int:
     finally:
         for t in tools:
             t.cleanup()
+            if isinstance(t, Docker):
+                t.close()
         if args.keep:
             print(f"work directory kept: {work}")
         else:

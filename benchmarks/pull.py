@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._peers import docker_daemon_up, have, summary  # noqa: E402
+from benchmarks._peers import docker_env, have, rm_tree as _rm_tree, summary  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -85,68 +85,8 @@ def make_image(root: Path, runroot: Path, ref: str, work: Path) -> Dict[str, int
     return {"compressed": sum(l["size"] for l in layers), "tar": tar_bytes, "layers": len(layers)}
 
 
-class OwnDockerd:
-    """A dockerd started for the benchmark (own data root, exec root, pid file, socket; no bridge,
-    no iptables) when dockerd is installed but no daemon runs.  ``env`` points the docker CLI at it."""
-
-    def __init__(self, work: Path):
-        self.dir = work / "dockerd"
-        self.dir.mkdir()
-        self.host = f"unix://{self.dir}/d.sock"
-        self.env = dict(os.environ, DOCKER_HOST=self.host)
-        self.log = open(self.dir / "dockerd.log", "wb")
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
-             "--pidfile", str(self.dir / "d.pid"), "-H", self.host, "--bridge=none", "--iptables=false",
-             "--ip-masq=false"], stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.time() + 20
-        while time.time() < deadline and self.proc.poll() is None:
-            if subprocess.run(["docker", "version"], env=self.env, capture_output=True).returncode == 0:
-                return
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("dockerd did not start within 20 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
-        _rm_tree(self.dir)
-
-
-def docker_env(work: Path) -> tuple:
-    """(env for the docker CLI, OwnDockerd or None), or (None, None) when docker cannot be used."""
-    if docker_daemon_up():
-        return dict(os.environ), None
-    if have("dockerd") and have("docker"):
-        try:
-            own = OwnDockerd(work)
-            print("docker: started a private dockerd for this benchmark")
-            return own.env, own
-        except RuntimeError as e:
-            print(f"docker: {e} (skipped)")
-    else:
-        print("docker: no daemon and no dockerd (skipped)")
-    return None, None
-
-
 def nbc_cmd() -> List[str]:
     return [shutil.which("nbc")] if shutil.which("nbc") else [sys.executable, "-m", "nbcontainer"]
-
-
-def _rm_tree(path: Path) -> None:
-    """Remove a store directory, first detaching anything mounted inside it (podman's overlay home)."""
-    prefix = str(path).rstrip("/") + "/"
-    with open("/proc/mounts") as f:
-        points = [line.split()[1] for line in f if line.split()[1] == str(path) or line.split()[1].startswith(prefix)]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def timed(cmd: List[str], env=None) -> float:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._peers import (docker_daemon_up, have, prepare_runc_bundle, print_table, run_quiet,  # noqa: E402
+from benchmarks._peers import (docker_env, have, prepare_runc_bundle, print_table, run_quiet,  # noqa: E402
                                summary, time_runs, write_busybox_rootfs_tar)
 
 
@@ -32,12 +32,14 @@ def main() -> int:
     client = nbcontainer.from_env()
     client.images.import_(str(tar), reference="bench/busybox:latest")
     results = {}
+    # every engine runs with --network none (loopback only): the figure is the container's start and
+    # teardown, not bridge plumbing, and all peers get the same
     results["nbcontainer API"] = summary(time_runs(
-        lambda: client.containers.run("bench/busybox", ["true"], remove=True), args.runs))
+        lambda: client.containers.run("bench/busybox", ["true"], remove=True, network_mode="none"), args.runs))
     nbc = [sys.executable, "-m", "nbcontainer"]
     if have("nbc"):
         nbc = ["nbc"]
-    results["nbc CLI"] = summary(time_runs(lambda: run_quiet(nbc + ["run", "--rm", "bench/busybox", "true"]), args.runs))
+    results["nbc CLI"] = summary(time_runs(lambda: run_quiet(nbc + ["run", "--rm", "--network", "none", "bench/busybox", "true"]), args.runs))
 
     found = []
     if have("runc"):
@@ -49,14 +51,22 @@ def main() -> int:
     if have("podman"):
         run_quiet(["podman", "import", str(tar), "localhost/nbc-bench-busybox:latest"])
         results["podman run --rm"] = summary(time_runs(
-            lambda: run_quiet(["podman", "run", "--rm", "--network", "none", "localhost/nbc-bench-busybox", "true"]),
+            # explicit ulimits: podman's default rlimits need CAP_SYS_RESOURCE, which this host may lack
+            lambda: run_quiet(["podman", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
+                               "--ulimit", "nproc=1024:1024", "localhost/nbc-bench-busybox", "true"]),
             args.runs))
         found.append("podman")
-    if docker_daemon_up():
-        run_quiet(["docker", "import", str(tar), "nbc-bench-busybox:latest"])
-        results["docker run --rm"] = summary(time_runs(
-            lambda: run_quiet(["docker", "run", "--rm", "--network", "none", "nbc-bench-busybox", "true"]), args.runs))
-        found.append("docker")
+    denv, own = docker_env(work)  # a running daemon, or a private dockerd started for this run
+    if denv is not None:
+        try:
+            run_quiet(["docker", "import", str(tar), "nbc-bench-busybox:latest"], env=denv)
+            results["docker run --rm"] = summary(time_runs(
+                lambda: run_quiet(["docker", "run", "--rm", "--network", "none", "nbc-bench-busybox", "true"],
+                                  env=denv), args.runs))
+            found.append("docker")
+        finally:
+            if own is not None:
+                own.stop()
     print(f"peers found: {', '.join(found) or 'none'}; runs per figure: {args.runs}")
     print_table(results, "runc run" if "runc run" in results else "nbcontainer API")
     if "podman run --rm" in results:

@@ -85,17 +85,20 @@ _RUN_ARGS: Tuple[Arg, ...] = (
     A("--stop-signal", metavar="STRING", help="Signal to stop the container"),
     A("--stop-timeout", type=int, metavar="INT", help="Timeout (in seconds) to stop a container"),
     A("--security-opt", action="append", default=[], metavar="LIST", help="Security Options"),
-    A("--network", "--net", metavar="NETWORK", help="Connect a container to a network ('none' or 'host' for now)"),
+    A("--network", "--net", metavar="NETWORK",
+      help="Connect a container to a network (bridge, none, host, container:NAME or a network name)"),
+    A("--network-alias", action="append", default=[], metavar="LIST", help="Add network-scoped alias for the container"),
+    A("--ip", metavar="STRING", help="IPv4 address (e.g., 172.30.100.104) on a user-defined network"),
     A("--expose", action="append", default=[], metavar="LIST", help="Expose a port or a range of ports"),
     A("--domainname", metavar="STRING", help="Container NIS domain name"),
     A("--group-add", action="append", default=[], metavar="LIST", help="Add additional groups to join"),
     A("--shm-size", metavar="BYTES", help="Size of /dev/shm"),
-    A("-p", "--publish", action="append", metavar="LIST", refused="--publish " + NETWORKING,
-      help="Publish a container's port(s) to the host (not supported yet)"),
-    A("-P", "--publish-all", action="store_true", default=None, refused="--publish-all " + NETWORKING,
-      help="Publish all exposed ports to random ports (not supported yet)"),
+    A("-p", "--publish", action="append", default=[], metavar="LIST", help="Publish a container's port(s) to the host"),
+    _flag("-P", "--publish-all", help="Publish all exposed ports to random ports"),
     A("--add-host", action="append", default=[], metavar="LIST", help="Add a custom host-to-IP mapping (host:ip)"),
-    A("--dns", action="append", metavar="LIST", refused="--dns " + NETWORKING, help="Set custom DNS servers (not supported yet)"),
+    A("--dns", action="append", default=[], metavar="LIST", help="Set custom DNS servers"),
+    A("--dns-search", action="append", default=[], metavar="LIST", help="Set custom DNS search domains"),
+    A("--dns-option", action="append", default=[], metavar="LIST", help="Set DNS options"),
     # Resource and privilege flags: mapped to docker-py keywords; the container service
     # refuses the ones it does not implement (see models.containers), never ignores them.
     A("--privileged", action="store_true", default=None, help="Give extended privileges to this container"),
@@ -162,6 +165,38 @@ _SPECS: List[VerbSpec] = [
         A("--mirror", metavar="URL", help="Debian mirror for mmdebstrap (default: the host's apt sources)"),
         A("suite", nargs="?", default="debian:bookworm", metavar="debian:SUITE|busybox"),
     )),
+    VerbSpec("build", "Build an image from a Dockerfile", (
+        A("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="Name and optionally a tag"),
+        A("-f", "--file", metavar="FILE", help="Name of the Dockerfile (default: PATH/Dockerfile; - reads it from stdin)"),
+        A("--build-arg", action="append", default=[], metavar="KEY=VALUE", help="Set build-time variables"),
+        A("--target", metavar="STAGE", help="Set the target build stage to build"),
+        _flag("--no-cache", help="Do not use cache when building the image"),
+        QUIET,
+        A("--label", action="append", default=[], metavar="KEY=VALUE", help="Set metadata for an image"),
+        A("--network", choices=["default", "host", "none"], help="Networking mode for the RUN instructions"),
+        A("--secret", action="append", default=[], metavar="id=ID,src=PATH",
+          help="Secret to expose to the build (RUN --mount=type=secret)"),
+        A("--iidfile", metavar="FILE", help="Write the image ID to the file"),
+        A("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto", help="Type of progress output"),
+        A("--platform", metavar="STRING", refused="--platform is not supported (builds run for the host platform)",
+          help="Set target platform (not supported)"),
+        A("--pull", action="store_true", default=None, refused="--pull is not supported yet (registry issue)",
+          help="Always attempt to pull a newer version of the image (not supported)"),
+        A("context", metavar="PATH|URL|-"),
+    )),
+    VerbSpec("commit", "Create a new image from a container's changes", (
+        A("-a", "--author", metavar="STRING", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")'),
+        A("-c", "--change", action="append", default=[], metavar="LIST", help="Apply Dockerfile instruction to the created image"),
+        A("-m", "--message", metavar="STRING", help="Commit message"),
+        A("-p", "--pause", action=argparse.BooleanOptionalAction, default=True,
+          help="Pause container during commit (default true)"),
+        A("container", metavar="CONTAINER"),
+        A("reference", nargs="?", metavar="REPOSITORY[:TAG]"),
+    )),
+    VerbSpec("builder prune", "Remove build cache", (
+        _flag("-a", "--all", help="Remove all unused build cache, not just dangling ones"),
+        _flag("-f", "--force", help="Do not prompt for confirmation"),
+    )),
     VerbSpec("save", "Save one or more images to a tar archive (streamed to STDOUT by default)", (
         A("-o", "--output", metavar="FILE", help="Write to a file, instead of STDOUT"),
         A("--platform", metavar="STRING", refused="--platform is not supported (images hold the host platform only)",
@@ -173,6 +208,34 @@ _SPECS: List[VerbSpec] = [
         QUIET,
         A("--platform", metavar="STRING", refused="--platform is not supported (the host platform is loaded)",
           help="Load only the given platform (not supported)"),
+    )),
+    # -- registries ---------------------------------------------------------------------
+    VerbSpec("pull", "Download an image from a registry", (
+        _flag("-a", "--all-tags", help="Download all tagged images in the repository"),
+        _flag("-q", "--quiet", help="Suppress verbose output"),
+        A("--platform", metavar="STRING", help="Set platform if server is multi-platform capable (os/arch[/variant])"),
+        A("image", metavar="NAME[:TAG|@DIGEST]"),
+    )),
+    VerbSpec("push", "Upload an image to a registry", (
+        _flag("-a", "--all-tags", help="Push all tags of an image to the repository"),
+        _flag("-q", "--quiet", help="Suppress verbose output"),
+        A("image", metavar="NAME[:TAG]"),
+    )),
+    VerbSpec("login", "Log in to a registry", (
+        A("-u", "--username", metavar="STRING", help="Username"),
+        A("-p", "--password", metavar="STRING", help="Password"),
+        _flag("--password-stdin", help="Take the password from stdin"),
+        A("server", nargs="?", metavar="SERVER"),
+    )),
+    VerbSpec("logout", "Log out from a registry", (
+        A("server", nargs="?", metavar="SERVER"),
+    )),
+    VerbSpec("search", "Search Docker Hub (or HOST:PORT/TERM: a registry's catalog) for images", (
+        A("--limit", type=int, default=25, metavar="INT", help="Max number of search results (default 25)"),
+        A("-f", "--filter", action="append", default=[], metavar="FILTER",
+          help="Filter output based on conditions provided (is-official=true, stars=N)"),
+        FORMAT, NO_TRUNC,
+        A("term", metavar="TERM"),
     )),
     # -- containers ---------------------------------------------------------------------
     VerbSpec("run", "Create and run a new container from an image", (
@@ -290,6 +353,45 @@ _SPECS: List[VerbSpec] = [
         A("-f", "--format", metavar="STRING", help="Format output using a Go template"),
         A("volumes", nargs="+", metavar="VOLUME"),
     )),
+    # -- networks -----------------------------------------------------------------------
+    VerbSpec("network create", "Create a network", (
+        A("-d", "--driver", default="bridge", metavar="STRING", help="Driver to manage the Network (bridge)"),
+        A("--subnet", metavar="STRING", help="Subnet in CIDR format that represents a network segment"),
+        A("--gateway", metavar="STRING", help="IPv4 Gateway for the master subnet"),
+        _flag("--internal", help="Restrict external access to the network"),
+        A("--label", action="append", default=[], metavar="LIST", help="Set metadata on a network"),
+        A("-o", "--opt", action="append", default=[], metavar="MAP", help="Set driver specific options"),
+        A("name", metavar="NETWORK"),
+    )),
+    VerbSpec("network ls", "List networks", (
+        QUIET, NO_TRUNC, FORMAT,
+        A("-f", "--filter", action="append", default=[], metavar="FILTER",
+          help="Provide filter values (e.g. 'driver=bridge', 'name=', 'label=', 'type=custom')"),
+    )),
+    VerbSpec("network rm", "Remove one or more networks", (
+        _flag("-f", "--force", help="Do not error if the network does not exist"),
+        A("networks", nargs="+", metavar="NETWORK"),
+    )),
+    VerbSpec("network inspect", "Display detailed information on one or more networks", (
+        A("-f", "--format", metavar="STRING", help="Format output using a Go template"),
+        A("networks", nargs="+", metavar="NETWORK"),
+    )),
+    VerbSpec("network connect", "Connect a container to a network", (
+        A("--alias", action="append", default=[], metavar="STRINGS", help="Add network-scoped alias for the container"),
+        A("--ip", metavar="STRING", help="IPv4 address (e.g., 172.30.100.104)"),
+        A("network", metavar="NETWORK"), A("container", metavar="CONTAINER"),
+    )),
+    VerbSpec("network disconnect", "Disconnect a container from a network", (
+        _flag("-f", "--force", help="Force the container to disconnect from a network"),
+        A("network", metavar="NETWORK"), A("container", metavar="CONTAINER"),
+    )),
+    VerbSpec("network prune", "Remove all unused networks", (
+        _flag("-f", "--force", help="Do not prompt for confirmation"),
+        A("--filter", action="append", default=[], metavar="FILTER", help="Provide filter values (e.g. 'label=<key>=<value>')"),
+    )),
+    VerbSpec("port", "List port mappings or a specific mapping for the container", (
+        A("container", metavar="CONTAINER"), A("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]"),
+    )),
     VerbSpec("volume prune", "Remove unused local volumes", (
         _flag("-a", "--all", help="Remove all unused volumes, not just anonymous ones"),
         _flag("-f", "--force", help="Do not prompt for confirmation"),
@@ -302,15 +404,16 @@ SPECS: Dict[str, VerbSpec] = {s.name: s for s in _SPECS}
 #: docker's alternative spellings -> the canonical verb in SPECS
 ALIASES: Dict[str, str] = {
     "image ls": "images", "image list": "images", "image rm": "rmi", "image remove": "rmi", "image tag": "tag",
-    "image import": "import", "image save": "save", "image load": "load", "container export": "export", "image history": "history", "image bootstrap": "bootstrap",
+    "image import": "import", "image save": "save", "image build": "build", "container commit": "commit", "buildx build": "build", "image load": "load", "image pull": "pull", "image push": "push", "container export": "export", "image history": "history", "image bootstrap": "bootstrap",
     "container ls": "ps", "container list": "ps", "container inspect": "inspect", "container rm": "rm",
     "volume list": "volume ls", "volume remove": "volume rm", "system info": "info",
+    "network list": "network ls", "network remove": "network rm", "container port": "port",
 }
 for _v in ("run", "create", "start", "logs", "stop", "restart", "kill", "wait", "exec", "attach"):
     ALIASES[f"container {_v}"] = _v
 
 #: words that start a two-word verb ("image inspect")
-GROUPS = ("image", "container", "system", "volume")
+GROUPS = ("image", "container", "system", "volume", "network", "builder", "buildx")
 
 
 def resolve_verb(words: Sequence[str]) -> Tuple[str, List[str]]:
@@ -469,7 +572,9 @@ def run_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
     kw: Dict[str, Any] = {
         "tty": ns.tty, "stdin_open": ns.interactive, "auto_remove": ns.rm, "read_only": ns.read_only, "init": ns.init,
     }
-    simple = {"name": "name", "workdir": "working_dir", "user": "user", "hostname": "hostname",
+    if getattr(ns, "publish_all", False):
+        kw["publish_all_ports"] = True
+    simple = {"ip": "ip", "name": "name", "workdir": "working_dir", "user": "user", "hostname": "hostname",
               "stop_signal": "stop_signal", "stop_timeout": "stop_timeout",
               "memory": "mem_limit", "cpus": "cpus", "pids_limit": "pids_limit", "network": "network_mode",
               "privileged": "privileged", "cap_add": "cap_add", "cap_drop": "cap_drop",
@@ -480,6 +585,8 @@ def run_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
             kw[key] = value
     lists = {"env": "environment", "env_file": "env_file", "volume": "volumes", "mount": "mounts",
              "tmpfs": "tmpfs", "label": "labels", "security_opt": "security_opt", "add_host": "extra_hosts",
+             "publish": "ports", "dns": "dns", "dns_search": "dns_search", "dns_option": "dns_opt",
+             "network_alias": "network_aliases",
              "expose": "expose", "group_add": "group_add"}
     for attr, key in lists.items():
         value = getattr(ns, attr, None)

@@ -6,7 +6,9 @@ propagate as typed exceptions.  Messages name the offending value.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+TYPE_CHECKING = False  # annotations only: importing typing costs a fresh supervisor's startup
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence
 
 
 class NbContainerError(Exception):

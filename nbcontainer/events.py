@@ -38,6 +38,7 @@ class Message(Event):
     operation: str
     text: str
     stream: str = "stdout"
+    stage: str = ""  # build: the stage the line comes from (stages may run side by side)
 
 
 @dataclass

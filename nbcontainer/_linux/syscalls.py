@@ -13,13 +13,16 @@ never from the Jupyter kernel: ``unshare(CLONE_NEWUSER)`` refuses threaded calle
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
-import platform
-from typing import Optional, Union
 
-PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+# typing, platform and ctypes.util are not imported: every container's supervisor (a
+# fresh interpreter under Jupyter) imports this module, and they cost ~8 ms there.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Union
+
+    PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 # --- clone(2) / unshare(2) / setns(2) namespace flags ------------------------------------
 CLONE_NEWTIME = 0x00000080
@@ -202,9 +205,10 @@ def umount2(target: PathArg, flags: int = 0) -> None:
 def pivot_root(new_root: PathArg, put_old: PathArg) -> None:
     """pivot_root(2).  ``pivot_root(".", ".")`` then ``umount2(".", MNT_DETACH)`` is the
     idiom that needs no put_old directory (what runc does)."""
-    nr = _PIVOT_ROOT_NR.get(platform.machine())
+    machine = os.uname().machine  # what platform.machine() returns
+    nr = _PIVOT_ROOT_NR.get(machine)
     if nr is None:
-        raise OSError(_errno.ENOSYS, f"pivot_root: unknown syscall number on {platform.machine()}")
+        raise OSError(_errno.ENOSYS, f"pivot_root: unknown syscall number on {machine}")
     ret = _syscall(ctypes.c_long(nr), ctypes.c_char_p(_fs(new_root)), ctypes.c_char_p(_fs(put_old)))
     _check(ret, new_root, put_old)
 

@@ -47,16 +47,21 @@ class _BuildPrinter:
     def __init__(self, ctx: Any, quiet: bool):
         self.ctx = ctx
         self.quiet = quiet
+        self.stages: set = set()  # stages that announced steps so far
 
     def __call__(self, event: Event) -> None:
         if self.quiet:
             return
         if isinstance(event, BuildStep):
+            self.stages.add(event.stage)
             self.ctx.out(f"Step {event.step}/{event.total} : {event.instruction}")
             if event.cached:
                 self.ctx.out(" ---> Using cache")
         elif isinstance(event, Message) and event.operation == "build":
             text = event.text if event.text.endswith("\n") else event.text + "\n"
+            stage = getattr(event, "stage", "")
+            if stage and len(self.stages) > 1:  # several stages (maybe side by side): say whose line it is
+                text = f"#{stage} {text}"
             target = self.ctx.stderr if event.stream == "stderr" else self.ctx.stdout
             target.write(text)
             target.flush()

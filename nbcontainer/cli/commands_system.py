@@ -81,6 +81,11 @@ def cmd_system_prune(ctx: Any, ns: Any) -> int:
         ctx.out("Deleted Containers:")
         ctx.out("\n".join(result["ContainersDeleted"]))
         ctx.out(" ")
+    result = client.container_service.network.prune()  # user networks no container refers to
+    if result.get("NetworksDeleted"):
+        ctx.out("Deleted Networks:")
+        ctx.out("\n".join(result["NetworksDeleted"]))
+        ctx.out(" ")
     if ns.volumes:
         from .commands_volumes import anonymous_only
         result = client.volume_service.prune(filters=anonymous_only(False))
@@ -89,9 +94,16 @@ def cmd_system_prune(ctx: Any, ns: Any) -> int:
             ctx.out("Deleted Volumes:")
             ctx.out("\n".join(result["VolumesDeleted"]))
             ctx.out(" ")
-    result = client.image_service.prune(all=ns.all)
-    total += int(result.get("SpaceReclaimed") or 0)
-    print_prune(ctx, {"ImagesDeleted": result.get("ImagesDeleted"), "SpaceReclaimed": total}, "Deleted Images:",
+    images = client.image_service.prune(all=ns.all)
+    total += int(images.get("SpaceReclaimed") or 0)
+    if ns.all:  # docker prunes the build cache with -a (dangling cache entries have no meaning here)
+        cache = client.build_service.prune(all=True)
+        total += int(cache.get("SpaceReclaimed") or 0)
+        if cache.get("CachesDeleted"):
+            ctx.out("Deleted build cache objects:")
+            ctx.out("\n".join(cache["CachesDeleted"]))
+            ctx.out(" ")
+    print_prune(ctx, {"ImagesDeleted": images.get("ImagesDeleted"), "SpaceReclaimed": total}, "Deleted Images:",
                 "ImagesDeleted")
     return 0
 

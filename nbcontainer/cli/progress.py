@@ -27,6 +27,8 @@ class ProgressBars:
         if enabled:
             try:
                 from tqdm import tqdm  # optional: only for interactive terminals
+                # no monitor thread: a multi-threaded CLI could no longer fork container supervisors
+                tqdm.monitor_interval = 0
                 self._tqdm = tqdm
             except ImportError:
                 self._tqdm = None

@@ -34,6 +34,11 @@ def main(argv: list[str]) -> int:
     root, runroot, cid = argv
     if not (Path(root) / "metadata.db").exists():
         return 0  # the store itself is gone: nothing to remove, and nothing to re-create
+    from ..metadata.db import MetadataDB
+    db = MetadataDB(Path(root) / "metadata.db")
+    if not db.find_containers(cid):  # already removed (by `nbc run --rm` itself, usually): the
+        return 0                     # lookup remove() starts with, without importing the services
+    db.close()
     try:
         svc = build_service(root, runroot)
         svc.remove(cid, force=True, volumes=True)

@@ -8,17 +8,19 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from .rootfs import LayeredRoot, copy_tree, resolve_user
-from .spec import autoremove_args, build_spec
+from .spec import autoremove_args, build_spec, network_cleanup_args, network_hook_needed
 from .volumes import ANONYMOUS_LABEL, VolumeService
 
 
 def atomic_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temp file, fsync and rename."""
+    """Write ``obj`` as JSON to ``path`` via a temp file and rename (readers never see half).
+
+    No fsync: everything written here is regenerated (the bundle at every start) or lives
+    in the run root (tombstones), and an fsync costs milliseconds on the ``run`` path.
+    ``json.dumps`` without ``indent`` uses the C encoder (the spec is ~30 KB)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+        f.write(json.dumps(obj))
     os.replace(tmp, path)
 
 
@@ -73,6 +75,8 @@ def write_bundle(paths: Any, snapshots: Any, cid: str, attrs: Dict[str, Any], la
         if m["Type"] == "bind" and m.get("CreateSource") and not os.path.exists(m["Source"]):
             os.makedirs(m["Source"], exist_ok=True)  # -v creates a missing host dir, like docker
     hook = autoremove_args(paths.root, paths.runroot, cid) if host_config.get("AutoRemove") else None
+    if hook is None and network_hook_needed(host_config):  # (autoremove's rm unwires the network too)
+        hook = network_cleanup_args(paths.root, paths.runroot, cid)
     files = {"hosts": Path(attrs["HostsPath"]), "hostname": Path(attrs["HostnamePath"]),
              "resolv.conf": Path(attrs["ResolvConfPath"])}
     spec = build_spec(cid, config, host_config, attrs.get("Mounts") or [], user, rootfs=rootfs,

@@ -151,12 +151,22 @@ def build_config(image_ref: str, image_config: Mapping[str, Any], command: Union
             raise InvalidArgument(f"invalid range format for --expose: {port}", port, "--expose")
         exposed[f"{int(p)}/{proto or 'tcp'}"] = {}
     # -- HostConfig
-    network = o.network or "none"
-    if network in ("bridge", "default") or o.publish:
-        raise NotSupported(f"--network {network}{' / -p' if o.publish else ''}: bridge networking and published "
-                           f"ports come with the networking issue; use --network none or host")
-    if network not in ("none", "host"):
-        raise InvalidArgument(f"network {network} not found", network, "--network")
+    # bridge (docker's default) needs root for veths and iptables; unprivileged callers get none
+    network = o.network or ("bridge" if os.geteuid() == 0 else "none")
+    network = "bridge" if network == "default" else network
+    if network == "container:" or (network.startswith("container:") and (o.publish or o.publish_all)):
+        raise InvalidArgument(f"conflicting options: port publishing and the container type network mode"
+                              if network != "container:" else f"invalid network mode {network!r}", network, "--network")
+    from ..network.ports import parse_publish  # services may use the network driver's parsers
+    port_bindings = parse_publish(o.publish)
+    for key in port_bindings:
+        exposed.setdefault(key, {})
+    for d in o.dns:
+        import ipaddress
+        try:
+            ipaddress.ip_address(d)
+        except ValueError:
+            raise InvalidArgument(f"{d} is not an ip address", d, "--dns") from None
     from ..runtime import capabilities as caps_mod  # the canonical cap names live in runtime/
     cap_add = [caps_mod.normalize_cap(c) if c.strip().upper() not in ("ALL", "CAP_ALL") else "ALL" for c in o.cap_add]
     cap_drop = [caps_mod.normalize_cap(c) if c.strip().upper() not in ("ALL", "CAP_ALL") else "ALL" for c in o.cap_drop]
@@ -214,12 +224,12 @@ def build_config(image_ref: str, image_config: Mapping[str, Any], command: Union
         config["StopTimeout"] = stop_timeout
     host_config = {
         "Binds": binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-        "NetworkMode": network, "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "NetworkMode": network, "PortBindings": port_bindings, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": bool(o.auto_remove), "VolumeDriver": "", "VolumesFrom": None,
         "CapAdd": cap_add or None, "CapDrop": cap_drop or None, "CgroupnsMode": "private",
-        "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": extra_hosts or None,
+        "Dns": list(o.dns), "DnsOptions": list(o.dns_option), "DnsSearch": list(o.dns_search), "ExtraHosts": extra_hosts or None,
         "GroupAdd": list(o.group_add) or None, "IpcMode": "private", "Cgroup": "", "Links": None,
-        "OomScoreAdj": 0, "PidMode": "", "Privileged": bool(o.privileged), "PublishAllPorts": False,
+        "OomScoreAdj": 0, "PidMode": "", "Privileged": bool(o.privileged), "PublishAllPorts": bool(o.publish_all),
         "ReadonlyRootfs": bool(o.read_only), "SecurityOpt": security_opt or None,
         "UTSMode": "", "UsernsMode": "", "ShmSize": shm_size, "Runtime": "nbcontainer",
         "Isolation": "", "Mounts": mounts_cfg or None, "Tmpfs": tmpfs or None, "Init": bool(o.init),

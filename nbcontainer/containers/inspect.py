@@ -52,7 +52,7 @@ def container_inspect(row: Mapping[str, Any], state: Mapping[str, Any]) -> Dict[
         "GraphDriver": {"Name": "overlay", "Data": {"SnapshotKey": a.get("SnapshotKey", "")}},
         "Mounts": _mounts(a),
         "Config": config,
-        "NetworkSettings": {
+        "NetworkSettings": _network_settings(a, state) or {
             "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": None,
             "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
@@ -63,6 +63,14 @@ def container_inspect(row: Mapping[str, Any], state: Mapping[str, Any]) -> Dict[
                                         "MacAddress": "", "DriverOpts": None}},
         },
     }
+
+
+def _network_settings(attrs: Mapping[str, Any], state: Mapping[str, Any]) -> Dict[str, Any]:
+    """The NetworkSettings the network manager recorded (Ports only while running)."""
+    ns = copy.deepcopy(attrs.get("NetworkSettings") or {})
+    if ns and not state.get("Running"):
+        ns["Ports"] = {}
+    return ns
 
 
 def status_text(state: Mapping[str, Any], now: float | None = None) -> str:
@@ -95,14 +103,23 @@ def container_summary(row: Mapping[str, Any], state: Mapping[str, Any]) -> Dict[
         "ImageID": row.get("image_id") or a.get("Image", ""),
         "Command": " ".join(args),
         "Created": int(created),
-        "Ports": [],
+        "Ports": _summary_ports(a, state),
         "Labels": dict(config.get("Labels") or {}),
         "State": state.get("Status", "created"),
         "Status": status_text(state),
         "HostConfig": {"NetworkMode": network_mode},
-        "NetworkSettings": {"Networks": {network_mode: {"NetworkID": "", "IPAddress": ""}}},
+        "NetworkSettings": {"Networks": {k: {"NetworkID": v.get("NetworkID", ""), "IPAddress": v.get("IPAddress", "")}
+                                         for k, v in ((a.get("NetworkSettings") or {}).get("Networks") or {}).items()}
+                            or {network_mode: {"NetworkID": "", "IPAddress": ""}}},
         "Mounts": _mounts(a),
     }
+
+
+def _summary_ports(attrs: Mapping[str, Any], state: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    if not state.get("Running"):
+        return []
+    from ..network.ports import summary_ports
+    return summary_ports((attrs.get("NetworkSettings") or {}).get("Ports") or {})
 
 
 _STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")

@@ -58,8 +58,14 @@ class RunOptions:
     cap_drop: Sequence[str] = ()
     security_opt: Sequence[str] = ()
     privileged: bool = False
-    network: Optional[str] = None  # "none" (default here) or "bridge"/"default"
+    network: Optional[str] = None  # "bridge" (default as root), "none", "host", "container:X" or a network name
     publish: Sequence[str] = ()
+    publish_all: bool = False
+    dns: Sequence[str] = ()
+    dns_search: Sequence[str] = ()
+    dns_option: Sequence[str] = ()
+    network_aliases: Sequence[str] = ()
+    ip: Optional[str] = None
     expose: Sequence[str] = ()
     group_add: Sequence[str] = ()
     shm_size: Optional[Union[int, str]] = None

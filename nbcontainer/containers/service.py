@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import (Conflict, ContainerNotFound, ExecFailure, InvalidArgument, NbContainerError,
                       NotFound, RuntimeFailure)
@@ -26,17 +25,26 @@ from ..paths import StorePaths
 from . import bundle
 from . import inspect as inspect_mod
 from .bundle import atomic_json
-from .execs import ExecResult, run_exec
 from . import options as opt
 from .config import build_config
 from .hosts import write_network_files
-from .logs import read_logs
 from .names import random_name
 from .rootfs import LayeredRoot, resolve_user
 from .timefmt import ZERO_TIME, parse_since, rfc3339nano
 from .volumes import VolumeService
 
+if TYPE_CHECKING:
+    from .execs import ExecResult
+
 SNAPSHOT_PREFIX = "container-"
+_last_tombstone_sweep = [0.0]  # time of this process's last sweep of RUNROOT/exited
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ExecResult":  # re-exported from .execs, imported on first use
+        from .execs import ExecResult
+        return ExecResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class WaitTimeout(RuntimeFailure, TimeoutError):
@@ -46,7 +54,7 @@ class WaitTimeout(RuntimeFailure, TimeoutError):
 def new_container_id() -> str:
     """64 hex digits whose 12-digit short form is never all digits (docker's rule)."""
     while True:
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()  # = secrets.token_hex(32), without importing hmac/hashlib
         if not cid[:12].isdigit():
             return cid
 
@@ -67,6 +75,21 @@ class ContainerService:
         self.snapshots = snapshots
         self.runtime = runtime
         self.volumes = volumes or VolumeService(paths, db)
+        self._network: Any = None
+
+    @property
+    def network(self) -> Any:
+        """The NetworkManager of this store (made on first use: none/host containers never need it)."""
+        if self._network is None:
+            from ..network import NetworkManager
+            self._network = NetworkManager(self.paths, self.db)
+        return self._network
+
+    def _network_teardown(self, cid: str) -> None:
+        try:
+            self.network.teardown(cid)
+        except Exception:
+            pass  # best effort here; `system prune` (cleanup_orphans) retries
 
     # ================================================================== lookup and state
     def resolve(self, id_or_name: str) -> str:
@@ -113,6 +136,7 @@ class ContainerService:
             st.update(Running=False, Pid=0)
             if st["Status"] == "running":  # the runtime vanished (reboot): it is exited now
                 st.update(Status="exited", ExitCode=st.get("ExitCode") or 255, Error="runtime state lost")
+                self._network_teardown(cid)
             return st
         if rs.status in ("created", "creating"):
             st.update(Status="created", Running=False, Pid=0)
@@ -125,6 +149,8 @@ class ContainerService:
                       StartedAt=rs.started_at or st["StartedAt"], FinishedAt=rs.finished_at or rfc3339nano(),
                       OOMKilled=bool(rs.oom_killed), Error=rs.error or "")
             self._persist_state(cid, st)
+            if (row["attrs"].get("HostConfig") or {}).get("NetworkMode") not in ("none", "host", None):
+                self._network_teardown(cid)  # the poststop hook may not have run (supervisor killed)
             try:
                 self.runtime.delete(cid, force=True)
             except (NbContainerError, OSError):
@@ -140,6 +166,7 @@ class ContainerService:
         image_id = self.images.resolve(image)
         image_doc = self.images.config(image_id) or {}
         config, host_config, plan = build_config(image, image_doc.get("config") or {}, command, o)
+        networking = self._networking_config(host_config, o)
         for m in plan:  # --mount binds must exist (-v binds are created, like docker)
             if m["Type"] == "bind" and not m.get("CreateSource") and not os.path.exists(m["Source"]):
                 raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: "
@@ -180,6 +207,8 @@ class ContainerService:
                 "ProcessLabel": "", "AppArmorProfile": "", "HostConfig": host_config, "Mounts": mounts,
                 "Config": config, "SnapshotKey": key,
             }
+            if networking:
+                attrs["NetworkingConfig"] = networking
             self._write_bundle(cid, attrs)
             try:
                 self.db.put_container(cid, name, image, image_id, attrs)
@@ -216,9 +245,44 @@ class ContainerService:
     def _runtime_create(self, row: Dict[str, Any]) -> None:
         cid = row["id"]
         self._write_bundle(cid, row["attrs"])
+        mode = row["attrs"]["HostConfig"].get("NetworkMode") or "none"
+        if mode.startswith("container:"):
+            _join_netns(self.paths.container_dir(cid) / "config.json", self._netns_pid(mode[10:]))
         cfg = row["attrs"]["Config"]
-        self.runtime.create(cid, self.paths.container_dir(cid), log_path=Path(row["attrs"]["LogPath"]),
-                            stdin_open=bool(cfg.get("OpenStdin")), tty=bool(cfg.get("Tty")))
+        rs = self.runtime.create(cid, self.paths.container_dir(cid), log_path=Path(row["attrs"]["LogPath"]),
+                                 stdin_open=bool(cfg.get("OpenStdin")), tty=bool(cfg.get("Tty")))
+        if rs.pid and mode not in ("none", "host") and not mode.startswith("container:"):
+            try:  # the CNI moment: the namespace exists, the command has not run yet
+                self.network.setup(cid, rs.pid, row["attrs"])
+            except BaseException:
+                try:
+                    self.runtime.delete(cid, force=True)
+                except Exception:
+                    pass
+                raise
+
+    def _networking_config(self, host_config: Dict[str, Any], o: opt.RunOptions) -> Dict[str, Any]:
+        """Check the network flags against the store; resolve ``container:NAME``; EndpointsConfig."""
+        mode = host_config["NetworkMode"]
+        if mode.startswith("container:"):
+            host_config["NetworkMode"] = "container:" + self.resolve(mode[10:])
+        if o.ip or o.network_aliases:
+            if mode in ("none", "host") or mode.startswith("container:"):
+                raise InvalidArgument(f"--ip/--network-alias need a user-defined network, not {mode}", mode,
+                                      "--network")
+        if mode in ("none", "host") or mode.startswith("container:"):
+            return {}
+        ep = {"Aliases": list(o.network_aliases) or None, "IPAMConfig": {"IPv4Address": o.ip} if o.ip else None}
+        networking = {"EndpointsConfig": {mode: ep}}
+        if mode != "bridge" or ep["Aliases"] or o.ip:
+            self.network.validate({"HostConfig": host_config, "NetworkingConfig": networking})
+        return networking if (ep["Aliases"] or o.ip) else {}
+
+    def _netns_pid(self, other: str) -> int:
+        st = self.state(self.resolve(other))
+        if not st["Running"] or not st["Pid"]:
+            raise Conflict(f"cannot join network namespace of a non running container: {other}")
+        return int(st["Pid"])
 
     def start(self, id_or_name: str) -> None:
         """Start a created or exited container (a restart re-creates the runtime state)."""
@@ -251,6 +315,7 @@ class ContainerService:
             self.runtime.delete(cid, force=True)
         except Exception:
             pass
+        self._network_teardown(cid)
         row = self.db.get_container(cid)
         if row is None:
             return
@@ -385,6 +450,8 @@ class ContainerService:
             except ContainerNotFound:
                 return  # removed meanwhile (its --rm hook)
         self._record_tombstone(cid, st)
+        if (row["attrs"].get("HostConfig") or {}).get("NetworkMode") not in ("none", "host", None):
+            self._network_teardown(cid)
         try:
             self.runtime.delete(cid, force=True)
         except (NotFound, FileNotFoundError):
@@ -415,10 +482,27 @@ class ContainerService:
             p = self._tombstone_path(cid)
             p.parent.mkdir(parents=True, exist_ok=True)
             atomic_json(p, dict(st))
-            cutoff = time.time() - 3600  # waiters need them for seconds; keep an hour
-            for old in p.parent.iterdir():
-                if old.stat().st_mtime < cutoff:
-                    old.unlink(missing_ok=True)
+            # sweeping stats every tombstone: once a minute is enough, per process and (the
+            # marker's mtime) across processes -- every `nbc rm` is a process of its own
+            now = time.time()
+            if now - _last_tombstone_sweep[0] < 60:
+                return
+            _last_tombstone_sweep[0] = now
+            marker = p.parent / ".swept"
+            try:
+                if now - os.stat(marker).st_mtime < 60:
+                    return
+            except FileNotFoundError:
+                pass
+            marker.touch()
+            cutoff = now - 3600  # waiters need them for seconds; keep an hour
+            with os.scandir(p.parent) as it:
+                for old in it:
+                    try:
+                        if old.name != ".swept" and old.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(old.path)
+                    except FileNotFoundError:
+                        pass
         except OSError:
             pass
 
@@ -441,6 +525,11 @@ class ContainerService:
             except (Conflict, NotFound):
                 continue
             deleted.append(cid)
+        if os.geteuid() == 0:  # `container prune` / `system prune`: networking orphans of crashed supervisors
+            try:
+                self.network.cleanup_orphans()
+            except Exception:
+                pass
         return {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}
 
     def rename(self, id_or_name: str, new_name: str) -> None:
@@ -499,6 +588,7 @@ class ContainerService:
             rs = self._runtime_state(cid)
             return rs is not None and rs.status in ("running", "created", "creating")
 
+        from .logs import read_logs  # here: the run path never reads logs
         return read_logs(Path(row["attrs"]["LogPath"]), stdout=stdout, stderr=stderr, follow=follow, tail=tail,
                          since=since_ts, until=until_ts, timestamps=timestamps, is_running=running)
 
@@ -523,5 +613,16 @@ class ContainerService:
              workdir: Optional[str] = None, env: Sequence[str] = (), tty: bool = False, stdin: bool = False,
              detach: bool = False, privileged: bool = False, stdio: Optional[Sequence[Any]] = None) -> ExecResult:
         """Run ``cmd`` in the running container (docker exec); captures output unless ``stdio``."""
+        from .execs import run_exec  # here: `run` never needs exec's imports
         return run_exec(self, id_or_name, cmd, user=user, workdir=workdir, env=env, tty=tty, stdin=stdin,
                         detach=detach, privileged=privileged, stdio=stdio)
+
+
+def _join_netns(config_json: Path, pid: int) -> None:
+    """``--network container:X``: the bundle joins X's network namespace instead of a new one."""
+    spec = json.loads(config_json.read_text())
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = f"/proc/{pid}/ns/net"
+    spec["linux"]["sysctl"] = {}  # X owns its namespace's settings
+    atomic_json(config_json, spec)

@@ -193,3 +193,14 @@ def _hook_env() -> List[str]:
 
 def autoremove_args(root: Path, runroot: Path, container_id: str) -> List[str]:
     return [sys.executable, "-m", "nbcontainer.containers.autoremove", str(root), str(runroot), container_id]
+
+
+def network_hook_needed(host_config: Mapping[str, Any]) -> bool:
+    """A container wired into bridge networks gets the networking poststop hook."""
+    mode = host_config.get("NetworkMode") or "none"
+    return mode not in ("none", "host") and not mode.startswith("container:")
+
+
+def network_cleanup_args(root: Path, runroot: Path, container_id: str) -> List[str]:
+    """The poststop hook that unwires the container's networks (veth, rules, port proxy)."""
+    return [sys.executable, "-m", "nbcontainer.network.cleanup", str(root), str(runroot), container_id]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
@@ -60,7 +59,7 @@ class VolumeService:
         if driver_opts:
             raise NotSupported(f"volume driver options {dict(driver_opts)!r}: not supported by the local driver here")
         if name is None or name == "":
-            name = secrets.token_hex(32)
+            name = os.urandom(32).hex()  # = secrets.token_hex(32), without importing hmac/hashlib
         elif not VOLUME_NAME_RE.match(name):
             raise InvalidArgument(f"create {name}: {name!r} includes invalid characters for a local volume name, "
                                   f"only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed", name, "volume")

@@ -18,22 +18,25 @@ Decisions worth knowing:
 """
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import Conflict, DigestMismatch, ImageNotFound, InvalidArgument, NbContainerError
 from ..events import Lifecycle, Progress, emit
-from ..oci.compression import open_decompressed
-from ..oci.digest import Digester
 from ..oci.image import chain_ids
 from ..oci.reference import parse_reference
 from . import gc as _gc
 from . import views
-from .create import SIZE_LABEL, create_image, parse_tag, record_size
 from .records import Record, Records
+
+def _create() -> Any:
+    """images.create, imported on first use (its gzip/secrets imports are not on `run`'s path)."""
+    from . import create
+    return create
+
 
 _FULL_ID = re.compile(r"sha256:[0-9a-f]{64}")
 _ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
@@ -146,7 +149,7 @@ class ImageService:
         out = []
         for i, chain in enumerate(self.chain_ids(image_id)):
             row = self.db.get_snapshot(chain)
-            label = (row or {}).get("labels", {}).get(SIZE_LABEL) if row else None
+            label = (row or {}).get("labels", {}).get(_create().SIZE_LABEL) if row else None
             if label and label.isdigit():
                 out.append(int(label))
             else:
@@ -166,7 +169,7 @@ class ImageService:
         layers = self.manifest(image_id).get("layers") or []
         if all(self.snapshots.exists(c) for c in chains):
             return chains[-1] if chains else None
-        lease = f"unpack-{secrets.token_hex(8)}"
+        lease = f"unpack-{os.urandom(8).hex()}"  # = secrets.token_hex(8)
         self.db.add_lease(lease, list(chains) + [image_id], expires=time.time() + 24 * 3600)
         try:
             for i, chain in enumerate(chains):
@@ -179,6 +182,8 @@ class ImageService:
 
     def _unpack_blob(self, chain: str, parent: Optional[str], blob: str, diff_id: str,
                      progress: Optional[Callable]) -> None:
+        from ..oci.compression import open_decompressed  # here: `run` of an unpacked image never needs them
+        from ..oci.digest import Digester
         emit(Progress("unpack", diff_id[7:19], "Extracting", 0, self.content.size(blob)), progress)
         hasher = Digester()
 
@@ -203,7 +208,7 @@ class ImageService:
         if hasher.digest != diff_id:
             self.snapshots.remove(chain)
             raise DigestMismatch(diff_id, hasher.digest, what=f"layer {blob}")
-        record_size(self.db, chain, size)
+        _create().record_size(self.db, chain, size)
         emit(Progress("unpack", diff_id[7:19], "Unpacked", size, size), progress)
 
     # -- Engine API views ----------------------------------------------------------------
@@ -267,7 +272,7 @@ class ImageService:
         SOURCE_DATE_EPOCH or now.  Untagged images keep a dangling row.  Atomic: on failure
         nothing this call created is left.
         """
-        return create_image(self, config, layer_tars, history, tag, base_image, progress=progress,
+        return _create().create_image(self, config, layer_tars, history, tag, base_image, progress=progress,
                             operation=operation)
 
     def import_(self, source: Union[str, Path, BinaryIO], reference: Optional[str] = None,
@@ -291,9 +296,24 @@ class ImageService:
         return bootstrap(self, suite=suite, include=include, variant=variant, tag=tag, progress=progress,
                          mirror=mirror)
 
+    def pull(self, reference: str, platform: Optional[str] = None, progress: Optional[Callable] = None,
+             all_tags: bool = False) -> Any:
+        """docker pull (images/pull.py): a PullResult, or a list of them with ``all_tags``."""
+        from .pull import pull_all_tags, pull_image
+        if all_tags:
+            return pull_all_tags(self, reference, platform=platform, progress=progress)
+        return pull_image(self, reference, platform=platform, progress=progress)
+
+    def push(self, reference: str, progress: Optional[Callable] = None, all_tags: bool = False) -> Any:
+        """docker push (images/push.py): a PushResult, or a list of them with ``all_tags``."""
+        from .push import push_all_tags, push_image
+        if all_tags:
+            return push_all_tags(self, reference, progress=progress)
+        return push_image(self, reference, progress=progress)
+
     def tag(self, ref_or_id: str, target: str) -> None:
         """Point ``target`` (a reference without digest) at the image."""
-        ref = parse_tag(target)
+        ref = _create().parse_tag(target)
         with self.records.lock():
             image_id = self.resolve(ref_or_id)
             top = sorted(self._records_of(image_id), key=lambda r: (r.dangling, r.name))[0]

@@ -22,11 +22,13 @@ SQLite serialises writers (``busy_timeout`` waits instead of failing).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -63,6 +65,7 @@ class MetadataDB:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        _open_dbs.add(self)
         with self.transaction() as db:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
@@ -283,3 +286,20 @@ class MetadataDB:
             if r["expires"] is None or r["expires"] > now:
                 out.extend(json.loads(r["resources"]))
         return out
+
+
+_open_dbs: "weakref.WeakSet[MetadataDB]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close this thread's connections before interpreter teardown, so SQLite's closing
+    checkpoint (which makes the last commits durable) runs even when a program skips the
+    final garbage collection (the ``nbc`` CLI freezes it: it costs tens of ms at exit)."""
+    for db in list(_open_dbs):
+        if getattr(db._local, "pid", None) != os.getpid():
+            continue  # a connection inherited across fork is the parent's to close
+        try:
+            db.close()
+        except Exception:  # noqa: BLE001 - never fail an exit
+            pass

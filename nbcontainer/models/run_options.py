@@ -16,7 +16,7 @@ from ..errors import InvalidArgument, NotSupported
 #: docker-py keyword -> RunOptions field
 _RENAME = {
     "environment": "env", "working_dir": "workdir", "network_mode": "network", "ports": "publish",
-    "extra_hosts": "add_host",
+    "extra_hosts": "add_host", "publish_all_ports": "publish_all", "dns_opt": "dns_option",
 }
 
 #: docker-py keywords with a CLI spelling, used in NotSupported messages
@@ -90,13 +90,14 @@ def _tmpfs_list(value: Any) -> List[str]:
 def _ports_list(value: Any) -> List[str]:
     if isinstance(value, Mapping):
         out = []
-        for ctr, host in value.items():
-            if host is None:
-                out.append(str(ctr))
-            elif isinstance(host, tuple):
-                out.append(f"{host[0]}:{host[1]}:{ctr}")
-            else:
-                out.append(f"{host}:{ctr}")
+        for ctr, hosts in value.items():
+            for host in (hosts if isinstance(hosts, list) else [hosts]):
+                if host is None:
+                    out.append(str(ctr))
+                elif isinstance(host, tuple):  # (ip,) or (ip, port)
+                    out.append(f"{host[0]}:{host[1] if len(host) > 1 and host[1] is not None else ''}:{ctr}")
+                else:
+                    out.append(f"{host}:{ctr}")
         return out
     return list(value or [])
 
@@ -109,7 +110,7 @@ def _hosts_list(value: Any) -> List[str]:
 
 _CONVERT = {"env": _env_list, "env_file": _env_list, "volumes": _volumes_list, "mounts": _mounts_list,
             "tmpfs": _tmpfs_list, "publish": _ports_list, "add_host": _hosts_list,
-            "security_opt": _env_list, "cap_add": _env_list, "cap_drop": _env_list, "group_add": _env_list}
+            "security_opt": _env_list, "dns": _env_list, "dns_search": _env_list, "dns_option": _env_list, "cap_add": _env_list, "cap_drop": _env_list, "group_add": _env_list}
 
 
 def to_run_options(kwargs: Dict[str, Any], options_cls: Optional[type] = None) -> Any:

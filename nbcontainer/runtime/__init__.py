@@ -2,7 +2,7 @@
 
 Public API (see api.Runtime)::
 
-    rt = Runtime(runroot, spawn="auto")        # "fork" | "exec" | "auto"
+    rt = Runtime(runroot, spawn="auto")        # "fork" | "exec" | "server" | "auto"
     rt.create(id, bundle, log_path=..., stdin_open=False, tty=False) -> RuntimeState ("created")
     rt.attach(id, stdin=False) -> AttachConnection   # before start: nothing is lost
     rt.start(id) -> RuntimeState                     # ExecFailure(msg, 126|127)

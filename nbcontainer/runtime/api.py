@@ -22,9 +22,10 @@ from nbcontainer.errors import (Conflict, ContainerNotFound, ExecFailure, Invali
                                 RuntimeFailure)
 from . import attach as proto
 from . import cgroups
-from .state import (SOCKET_FILE, RuntimeState, load_state, now_rfc3339,
+from .state import (SECCOMP_CACHE_DIR, SOCKET_FILE, RuntimeState, load_state, now_rfc3339,
                     process_alive, save_state)
 
+_forked_creates = 0  # containers this process forked a supervisor for (see Runtime.create)
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PKG_PARENT = str(Path(__file__).resolve().parents[2])
 
@@ -57,13 +58,15 @@ class Runtime:
     ``spawn`` chooses how the supervisor starts: "exec" always runs a fresh interpreter
     (``python -m nbcontainer.runtime.shim``); "fork" forks the caller (only allowed when it
     is single-threaded, e.g. the ``nbc`` CLI: saves the ~30 ms interpreter start and
-    imports); "auto" (default) forks when the caller is single-threaded, else execs --
-    a Jupyter kernel is always multi-threaded, so it always gets a fresh interpreter.
+    imports); "server" asks this process's fork server (forkserver.py: one fresh,
+    single-threaded interpreter with the runtime imported, started on first use, that forks
+    a supervisor per container); "auto" (default) forks when the caller is single-threaded,
+    else uses the fork server -- a Jupyter kernel is always multi-threaded.
     """
 
     def __init__(self, runroot: os.PathLike | str, *, spawn: str = "auto"):
-        if spawn not in ("auto", "fork", "exec"):
-            raise InvalidArgument(f"invalid spawn mode {spawn!r} (auto, fork or exec)", spawn, "spawn")
+        if spawn not in ("auto", "fork", "exec", "server"):
+            raise InvalidArgument(f"invalid spawn mode {spawn!r} (auto, fork, exec or server)", spawn, "spawn")
         self.runroot = Path(runroot)
         self.spawn = spawn
 
@@ -90,6 +93,12 @@ class Runtime:
         use_fork = self.spawn == "fork" or (self.spawn == "auto" and single_threaded())
         if use_fork and not single_threaded():
             raise InvalidArgument("spawn='fork' needs a single-threaded caller", self.spawn, "spawn")
+        global _forked_creates
+        if use_fork and self.spawn == "auto":  # a script running many containers: see forkserver.py
+            _forked_creates += 1
+            if _forked_creates >= 2:  # (a one-container process, `nbc run`, never imports it)
+                from .forkserver import ready_server
+                use_fork = ready_server() is None
         d.mkdir(parents=True, exist_ok=True)
         r, w = os.pipe2(os.O_CLOEXEC)
         opts = {"id": container_id, "state_dir": str(d), "bundle": str(bundle), "log_path": str(log_path),
@@ -103,6 +112,8 @@ class Runtime:
                     if pid == 0:
                         _forked_shim(opts, errlog.fileno())  # never returns
                     proc = None
+                elif self.spawn in ("auto", "server") and _spawn_by_server(opts, w, errlog.fileno()):
+                    proc = pid = None
                 else:
                     proc = subprocess.Popen(python_command("nbcontainer.runtime.shim") + [json.dumps(opts)],
                                             pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -118,7 +129,7 @@ class Runtime:
             buf = f.read()
         if proc is not None:
             proc.wait()
-        else:
+        elif pid is not None:
             os.waitpid(pid, 0)
         if buf.startswith(b"OK"):
             st = load_state(d)
@@ -266,8 +277,13 @@ class Runtime:
         fork = self.spawn == "fork" or (self.spawn == "auto" and single_threaded())
         if fork and not single_threaded():
             raise InvalidArgument("spawn='fork' needs a single-threaded caller", self.spawn, "spawn")
+        server = None
+        if not fork and self.spawn in ("auto", "server"):
+            from .forkserver import get_server
+            server = get_server()
         return spawn_exec(st, process, stdin=stdin, stdout=stdout, stderr=stderr, detach=detach,
-                          command=python_command("nbcontainer.runtime.execproc"), fork=fork)
+                          command=python_command("nbcontainer.runtime.execproc"), fork=fork,
+                          seccomp_cache=str(self.runroot / SECCOMP_CACHE_DIR), server=server)
 
 
 def _forked_shim(opts: dict, errlog_fd: int) -> None:
@@ -296,6 +312,16 @@ def _forked_shim(opts: dict, errlog_fd: int) -> None:
         traceback.print_exc()
     finally:
         os._exit(0)
+
+
+def _spawn_by_server(opts: dict, ready_fd: int, errlog_fd: int) -> bool:
+    """Hand the supervisor's start to the fork server; False (use a fresh interpreter) if it fails."""
+    from .forkserver import get_server
+    try:
+        get_server().spawn(opts, ready_fd, errlog_fd)
+        return True
+    except OSError:
+        return False
 
 
 def _tail(path: Path, n: int = 5) -> str:

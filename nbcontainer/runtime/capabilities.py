@@ -26,7 +26,7 @@ pivot_root the host's Python files and libseccomp are no longer reachable.
 from __future__ import annotations
 
 import os
-from typing import Iterable, NamedTuple, Optional, Sequence, Union
+from collections import namedtuple
 
 from nbcontainer._linux import syscalls as sc
 from nbcontainer.errors import InvalidArgument
@@ -85,20 +85,21 @@ DOCKER_DEFAULT_CAPS: tuple[str, ...] = (
 )
 DOCKER_DEFAULT_MASK = 0xA80425FB
 
-CapNames = Union[Iterable[str], int, None]
+TYPE_CHECKING = False  # typing costs a fresh supervisor's startup
+if TYPE_CHECKING:
+    from typing import Iterable, Optional, Sequence, Union
+
+    CapNames = Union[Iterable[str], int, None]
 
 
-class ProcessCaps(NamedTuple):
+class ProcessCaps(namedtuple("ProcessCaps", "bounding effective permitted inheritable ambient")):
     """The five capability sets of a process, as frozensets of canonical names.
 
-    Unpacks in :func:`apply_capabilities` argument order.
+    Unpacks in :func:`apply_capabilities` argument order.  (collections.namedtuple, not
+    typing.NamedTuple: importing typing costs a fresh supervisor's startup.)
     """
 
-    bounding: frozenset
-    effective: frozenset
-    permitted: frozenset
-    inheritable: frozenset
-    ambient: frozenset
+    __slots__ = ()
 
 
 def normalize_cap(name: str) -> str:

@@ -53,20 +53,29 @@ def _stdio_arg(value, detach: bool):
 
 
 def spawn_exec(st, process: dict, *, stdin=None, stdout=None, stderr=None, detach: bool = False,
-               command: list[str], fork: bool = False) -> ExecHandle:
+               command: list[str], fork: bool = False, seccomp_cache: Optional[str] = None,
+               server=None) -> ExecHandle:
     """Start the exec helper for state ``st`` and wait until the command runs (or failed).
 
     ``fork`` runs the helper in a fork of the (single-threaded!) caller instead of a fresh
-    interpreter, which saves its start-up time."""
+    interpreter, which saves its start-up time; ``server`` (a forkserver.ForkServer) has it
+    forked by the fork server instead (a threaded caller's way; a fresh interpreter if the
+    server cannot be reached)."""
     from nbcontainer.errors import ExecFailure, RuntimeFailure
     r, w = os.pipe2(os.O_CLOEXEC)
     opts = {"pid": st.pid, "pid_start": st.pid_start, "cgroups": st.cgroups, "bundle": st.bundle,
-            "process": process, "status_fd": w}
+            "process": process, "status_fd": w, "seccomp_cache": seccomp_cache}
     stdio = [_stdio_arg(x, detach) for x in (stdin, stdout, stderr)]
     try:
+        proc = None
         if fork:
             proc = _ForkedProc(opts, stdio)
-        else:
+        elif server is not None:
+            try:
+                proc = _ServerProc(opts, stdio, server)
+            except OSError:
+                proc = None
+        if proc is None:
             proc = subprocess.Popen(command + [json.dumps(opts)], pass_fds=(w,), stdin=stdio[0], stdout=stdio[1],
                                     stderr=stdio[2], start_new_session=True, cwd="/")
     finally:
@@ -83,44 +92,72 @@ def spawn_exec(st, process: dict, *, stdin=None, stdout=None, stderr=None, detac
     raise RuntimeFailure(f"exec failed: {msg or 'the exec helper died'}")
 
 
+def _stdio_ends(stdio: list) -> tuple[list, list[int]]:
+    """Popen-style stdio specs -> (our ends: files or None, the helper's fds 0-2)."""
+    parent_ends: list = [None, None, None]
+    child_fds: list[int] = []
+    for i, spec in enumerate(stdio):
+        if spec == subprocess.PIPE:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            child_fds.append(r if i == 0 else w)
+            parent_ends[i] = os.fdopen(w, "wb") if i == 0 else os.fdopen(r, "rb")
+        elif spec == subprocess.DEVNULL:
+            child_fds.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+        else:
+            child_fds.append(spec if isinstance(spec, int) else spec.fileno())
+    return parent_ends, child_fds
+
+
+def _become_helper(opts: dict, child_fds: list[int], keep: list[int]) -> int:
+    """In a forked helper: own session, stdio from ``child_fds``, only ``keep`` (and 0-2)
+    left open, default signals; then :func:`run`.  Returns its exit code."""
+    import gc
+    gc.freeze()
+    gc.disable()
+    os.setsid()
+    os.chdir("/")
+    import fcntl
+    floor = max(child_fds + keep + [2]) + 1  # copies clobber nothing
+    tmp = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in child_fds]
+    for i, fd in enumerate(tmp):
+        os.dup2(fd, i)
+    from nbcontainer._linux import syscalls as sc
+    low = 3
+    for fd in sorted(keep):
+        if fd > low:
+            sc.close_range(low, fd - 1)
+        low = fd + 1
+    sc.close_range(low)
+    import signal
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(s, signal.SIG_DFL)
+    return run(opts)
+
+
+def serve_forked(opts: dict, fds: list[int]) -> int:
+    """The fork server's child for an exec request: ``fds`` = status pipe, exit pipe, stdio
+    0-2.  Writes the exit code to the exit pipe (the caller's stand-in for waitpid)."""
+    status_fd, exit_fd, child_fds = fds[0], fds[1], fds[2:5]
+    opts["status_fd"] = status_fd
+    code = _become_helper(opts, child_fds, [status_fd, exit_fd])
+    try:
+        os.write(exit_fd, b"%d" % code)
+    except OSError:
+        pass
+    return code
+
+
 class _ForkedProc:
     """The subset of Popen that ExecHandle uses, for an exec helper forked from the caller."""
 
     def __init__(self, opts: dict, stdio: list):
-        parent_ends: list = [None, None, None]
-        child_fds: list[int] = []
-        for i, spec in enumerate(stdio):
-            if spec == subprocess.PIPE:
-                r, w = os.pipe2(os.O_CLOEXEC)
-                child_fds.append(r if i == 0 else w)
-                parent_ends[i] = os.fdopen(w, "wb") if i == 0 else os.fdopen(r, "rb")
-            elif spec == subprocess.DEVNULL:
-                child_fds.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-            else:
-                child_fds.append(spec if isinstance(spec, int) else spec.fileno())
+        parent_ends, child_fds = _stdio_ends(stdio)
         from . import init  # noqa: F401 - import once here, before fork
         self.pid = os.fork()
         if self.pid == 0:
             code = 1
             try:
-                import gc
-                gc.freeze()
-                gc.disable()
-                os.setsid()
-                os.chdir("/")
-                import fcntl
-                floor = max(child_fds + [opts["status_fd"], 2]) + 1  # copies clobber nothing
-                tmp = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in child_fds]
-                for i, fd in enumerate(tmp):
-                    os.dup2(fd, i)
-                from nbcontainer._linux import syscalls as sc
-                keep = opts["status_fd"]
-                sc.close_range(3, keep - 1)
-                sc.close_range(keep + 1)
-                import signal
-                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-                    signal.signal(s, signal.SIG_DFL)
-                code = run(opts)
+                code = _become_helper(opts, child_fds, [opts["status_fd"]])
             except BaseException:  # noqa: BLE001
                 import traceback
                 traceback.print_exc()
@@ -178,6 +215,44 @@ class _ForkedProc:
                         f.close()
         self.wait(timeout)
         return (bytes(out[self.stdout]) if self.stdout else None, bytes(out[self.stderr]) if self.stderr else None)
+
+
+class _ServerProc(_ForkedProc):
+    """Like _ForkedProc, but the helper is forked by the fork server (the caller is
+    threaded); its exit code comes back through a pipe instead of waitpid."""
+
+    def __init__(self, opts: dict, stdio: list, server):
+        parent_ends, child_fds = _stdio_ends(stdio)
+        exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            server.request("exec", opts, [opts["status_fd"], exit_w] + child_fds)
+        except BaseException:
+            os.close(exit_r)
+            for f in parent_ends:
+                if f is not None:
+                    f.close()
+            raise
+        finally:
+            os.close(exit_w)
+            for i, spec in enumerate(stdio):
+                if spec in (subprocess.PIPE, subprocess.DEVNULL):
+                    os.close(child_fds[i])
+        self.pid = 0
+        self._exit_r = exit_r
+        self.stdin, self.stdout, self.stderr = parent_ends
+        self.returncode: Optional[int] = None
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        if self.returncode is None:
+            import select
+            if not select.select([self._exit_r], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(["exec"], timeout)
+            data = b""
+            while chunk := os.read(self._exit_r, 64):
+                data += chunk
+            os.close(self._exit_r)
+            self.returncode = int(data) if data.strip().isdigit() else -9  # no code: the helper was killed
+        return self.returncode
 
 
 def _relay_pty(master: int, child: int) -> int:
@@ -262,6 +337,9 @@ def run(opts: dict) -> int:
         if proc_start_time(pid) != opts["pid_start"]:
             return fail(b"X", "container is not running", 1)
         init.preload(linux)
+        # compiled (or read from the run root's cache) while the host's files are visible
+        compiled = init.PrecompiledSeccomp(linux["seccomp"], opts.get("seccomp_cache")) if linux.get("seccomp") \
+            else None
         from . import pty
         for fd in fds:
             sc.setns(fd, 0)
@@ -288,7 +366,7 @@ def run(opts: dict) -> int:
                     os.close(slave)
             else:
                 os.setsid()
-            init.finalize_and_exec(process, linux, err_w)
+            init.finalize_and_exec(process, linux, err_w, compiled)
         except init.ExecError as e:
             init.report_and_exit(err_w, b"E%d " % e.code, e.code, str(e))
         except BaseException as e:  # noqa: BLE001

@@ -93,9 +93,10 @@ def env_dict(env_list) -> dict:
     return out
 
 
-def finalize_and_exec(process: dict, linux: dict, status_w: int) -> NoReturn:
+def finalize_and_exec(process: dict, linux: dict, status_w: int, compiled_seccomp=None) -> NoReturn:
     """Confine (seccomp, caps, user), chdir, close fds and execve ``process``.
 
+    ``compiled_seccomp``: ``linux.seccomp`` already compiled (see :class:`PrecompiledSeccomp`).
     Raises ExecError/OSError to the caller on failure (the caller reports it).
     """
     user = process.get("user") or {}
@@ -105,18 +106,19 @@ def finalize_and_exec(process: dict, linux: dict, status_w: int) -> NoReturn:
             f.write(str(process["oomScoreAdj"]))
     from . import capabilities, seccomp  # imported before the filter narrows what we may do
     gids = [int(g) for g in user.get("additionalGids") or ()]
+    compiled = compiled_seccomp.get() if compiled_seccomp is not None else None
     if process.get("capabilities") is not None:
-        seccomp.confine_process(process, linux.get("seccomp"))  # CONFINE's documented order
+        seccomp.confine_process(process, linux.get("seccomp"), compiled)  # CONFINE's documented order
     else:  # no capabilities section: keep the caps we have (runc does the same)
         nnp = bool(process.get("noNewPrivileges"))
         if linux.get("seccomp") and not nnp:
-            seccomp.install_filter(linux["seccomp"])
+            seccomp.load_filter(compiled or seccomp.compile_filter(linux["seccomp"]))
         if uid or gid or gids:
             capabilities.switch_user(uid, gid, gids)
         if nnp:
             sc.set_no_new_privs()
             if linux.get("seccomp"):
-                seccomp.install_filter(linux["seccomp"], no_new_privs=True)
+                seccomp.load_filter(compiled or seccomp.compile_filter(linux["seccomp"]), no_new_privs=True)
     os.chdir(process.get("cwd") or "/")
     args = list(process.get("args") or ())
     if not args:
@@ -130,6 +132,25 @@ def finalize_and_exec(process: dict, linux: dict, status_w: int) -> NoReturn:
         os.execve(path, args, env)
     except OSError as e:
         raise exec_error(args[0], e) from None
+
+
+class PrecompiledSeccomp:
+    """``linux.seccomp`` compiled during setup (while the shim moves us into the cgroup,
+    a wait of ~15 ms), so "start" only loads it.  A compile error is kept and raised at
+    start, where it was raised before compiling moved earlier."""
+
+    def __init__(self, oci_seccomp: dict, cache_dir: Optional[str] = None):
+        from . import seccomp_cache
+        self.compiled = self.error = None
+        try:
+            self.compiled = seccomp_cache.compile_cached(oci_seccomp, cache_dir)
+        except Exception as e:  # noqa: BLE001 - re-raised by get()
+            self.error = e
+
+    def get(self):
+        if self.error is not None:
+            raise self.error
+        return self.compiled
 
 
 def report_and_exit(status_w: int, prefix: bytes, code: int, msg: str) -> NoReturn:
@@ -175,8 +196,10 @@ def deferred_cgroup_mounts(spec_mounts) -> list:
 
 
 def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies: list,
-          fds: ChildFds) -> None:
-    """Everything before "start": namespaces, root file system, hostname, network, limits."""
+          fds: ChildFds, seccomp_cache: Optional[str] = None) -> Optional[PrecompiledSeccomp]:
+    """Everything before "start": namespaces, root file system, hostname, network, limits;
+    returns the compiled seccomp filter (None without one; ``seccomp_cache``: the directory
+    of compiled filters, see seccomp_cache.py)."""
     linux = config.get("linux") or {}
     ns_flags = 0
     join_paths = []
@@ -201,13 +224,17 @@ def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies:
     if ns_flags & ~sc.CLONE_NEWCGROUP:
         sc.unshare(ns_flags & ~sc.CLONE_NEWCGROUP)
     joined = []
+    precompiled: list = []
 
     def in_cgroup() -> None:
         # The shim moves us into the container's cgroup while we mount (a first cgroup
-        # migration waits for an RCU grace period, ~15 ms: overlap it with the mounts).
+        # migration waits for an RCU grace period, ~15 ms: overlap it with the mounts and
+        # the seccomp compile).
         # The cgroup namespace must be created after that, so its root is our cgroup.
         if joined:
             return
+        if linux.get("seccomp"):
+            precompiled.append(PrecompiledSeccomp(linux["seccomp"], seccomp_cache))
         if _read1(fds.sync_r) != b"G":
             os._exit(1)  # the shim went away before letting us run
         if want_cgroupns:
@@ -250,6 +277,7 @@ def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies:
     set_rlimits(process.get("rlimits"))
     umask = (process.get("user") or {}).get("umask")
     os.umask(int(umask) if umask is not None else 0o022)
+    return precompiled[0] if precompiled else None
 
 
 def preload(linux: dict) -> None:
@@ -258,6 +286,7 @@ def preload(linux: dict) -> None:
     import errno, fcntl, resource  # noqa: F401,E401
     from . import capabilities, seccomp  # noqa: F401
     if linux.get("seccomp"):
+        from . import seccomp_cache  # noqa: F401
         seccomp.preload()  # dlopen now, from the host
 
 
@@ -285,15 +314,15 @@ def setup_tty(root: str, fds: ChildFds, console_size: Optional[dict] = None) -> 
 
 
 def child_main(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies: list,
-               fds: ChildFds) -> NoReturn:
+               fds: ChildFds, seccomp_cache: Optional[str] = None) -> NoReturn:
     """Entry point of the container process (after fork in the shim)."""
     try:
-        setup(config, rootfs_mounts, bundle, hierarchies, fds)
+        compiled = setup(config, rootfs_mounts, bundle, hierarchies, fds, seccomp_cache)
         os.write(fds.status_w, b"R\n")
         if _read1(fds.sync_r) != b"S":
             os._exit(1)
         os.close(fds.sync_r)
-        finalize_and_exec(config.get("process") or {}, config.get("linux") or {}, fds.status_w)
+        finalize_and_exec(config.get("process") or {}, config.get("linux") or {}, fds.status_w, compiled)
     except ExecError as e:
         report_and_exit(fds.status_w, b"E%d " % e.code, e.code, str(e))
     except BaseException as e:  # noqa: BLE001 - everything must become a message to the shim

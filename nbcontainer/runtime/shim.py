@@ -20,7 +20,7 @@ from nbcontainer._linux import syscalls as sc
 from . import attach as proto
 from . import cgroups
 from .logfile import LogWriter, trace
-from .state import (EXIT_FILE, SOCKET_FILE, RuntimeState, exit_status_to_code, now_rfc3339,
+from .state import (EXIT_FILE, SECCOMP_CACHE_DIR, SOCKET_FILE, RuntimeState, exit_status_to_code, now_rfc3339,
                     proc_start_time, save_state, write_json_atomic)
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs startup)
@@ -137,7 +137,8 @@ class Shim:
                 if pty_parent is not None:
                     pty_parent.close()
                 fds = init.ChildFds(sync_r, status_w, pty_child)
-                init.child_main(self.config, self.rootfs_mounts, self.bundle, self.hierarchies, fds)
+                init.child_main(self.config, self.rootfs_mounts, self.bundle, self.hierarchies, fds,
+                                os.path.join(os.path.dirname(self.dir), SECCOMP_CACHE_DIR))
             finally:
                 os._exit(1)
         # ---- shim
@@ -379,6 +380,7 @@ class Shim:
                 self._send(c, frame)
 
     def _reap(self) -> None:
+        trace(self.opts, "exited")
         self.sel.unregister(self.pidfd)
         _, status = os.waitpid(self.child, 0)
         self.exited = True
@@ -412,6 +414,7 @@ class Shim:
                                "oom_killed": self.st.oom_killed})
         except OSError as e:  # the state dir was force-deleted under us: nothing left to record
             print(f"recording the exit: {e}", file=sys.stderr)
+        trace(self.opts, "exit recorded")
         frame = proto.encode(proto.EXIT, str(self.st.exit_code).encode())
         for c in list(self.clients.values()):
             if c.kind in ("attach", "wait"):
@@ -424,6 +427,7 @@ class Shim:
         except FileNotFoundError:
             pass
         poststop = (self.config.get("hooks") or {}).get("poststop")
+        trace(self.opts, "waiters told")
         if poststop:
             from . import hooks
             hooks.run_hooks(poststop, hooks.oci_state(self.cid, "stopped", 0, self.bundle,
@@ -443,6 +447,8 @@ def run(opts: dict) -> int:
 
     The first process exits at once (its parent reaps it); the supervisor is its child."""
     ready = opts["ready_fd"]
+    os.set_inheritable(ready, False)  # only we and our container child may hold it (not hooks, not sh)
+    trace(opts, "shim run")
     for s in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(s, signal.SIG_IGN)
     if os.fork():  # detach: the caller reaps this first process at once
@@ -452,6 +458,7 @@ def run(opts: dict) -> int:
     except OSError:
         pass
     shim = None
+    trace(opts, "detached")
     try:
         shim = Shim(opts)
         shim.create()

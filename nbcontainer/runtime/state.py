@@ -1,7 +1,7 @@
 """Container state on disk: runroot/<id>/state.json, the exit file, and time helpers.
 
-state.json is written atomically (temp file, fsync, rename, fsync of the directory) so a
-reader never sees half a document.  It records the supervisor's pid *and its start time*
+state.json is written atomically (temp file, rename) so a reader never sees half a
+document.  It records the supervisor's pid *and its start time*
 (field 22 of /proc/<pid>/stat) so a recycled pid is never mistaken for a live shim.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only: typing/pathlib/dataclasses cost startup t
 STATE_FILE = "state.json"
 EXIT_FILE = "exit"
 SOCKET_FILE = "attach.sock"
+SECCOMP_CACHE_DIR = ".seccomp-cache"  # runroot/<this>: compiled seccomp filters (seccomp_cache.py)
 
 
 def now_rfc3339() -> str:
@@ -50,25 +51,20 @@ def process_alive(pid: int, start_time: Optional[int]) -> bool:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (tmp + fsync + rename + dir fsync)."""
+    """Write ``obj`` as JSON to ``path`` atomically (tmp + rename).
+
+    No fsync: the run root holds run-time state only (a tmpfs on a normal host, gone at
+    reboot), so durability buys nothing, and each fsync cost milliseconds of ``docker run``
+    latency (three state changes are on its path)."""
     path = os.fspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
     data = json.dumps(obj, sort_keys=True).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    try:
-        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def read_json(path: Path) -> Optional[dict]:

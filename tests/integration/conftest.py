@@ -7,6 +7,13 @@ import pytest
 
 
 def pytest_collection_modifyitems(config, items):
+    # The runtime's fork mode (how `nbc` starts supervisors) refuses a multi-threaded caller, and
+    # other tests leave library threads behind in this process (IPython, HTTP test servers,
+    # thread pools): run the fork-mode runtime tests first, while the process has one thread.
+    fork_first = [i for i in items if "[fork" in i.nodeid and "/test_runtime_" in i.nodeid]
+    if fork_first:
+        rest = [i for i in items if i not in fork_first]
+        items[:] = fork_first + rest
     if os.geteuid() == 0:
         return
     skip = pytest.mark.skip(reason="integration tests need root (namespaces, overlayfs, cgroups); run as root")

@@ -177,18 +177,30 @@ def test_stop_pid1_ignoring_sigterm_takes_timeout(stack):
     assert st["ExitCode"] == 137 and st["Status"] == "exited" and st["OOMKilled"] is False
 
 
+def _wait_for_ups(stack, cid, n, timeout=10.0):
+    """Wait until the container printed "up" n times: its TERM trap is installed from then on
+    (a stop sent earlier would meet a PID 1 without a handler and take the whole timeout)."""
+    deadline = time.monotonic() + timeout
+    while [l for _, l in stack.svc.logs(cid)].count(b"up\n") < n:
+        assert time.monotonic() < deadline, f"container did not print 'up' {n} times"
+        time.sleep(0.02)
+
+
 def test_stop_with_trap_is_immediate_and_restart(stack):
     cid = stack.run(["sh", "-c", "trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done"])
     assert stack.svc.inspect(cid)["State"]["Running"]
     assert stack.svc.list()[0]["Status"].startswith("Up ")
+    _wait_for_ups(stack, cid, 1)
     t0 = time.monotonic()
     stack.svc.stop(cid, timeout=10)
     assert time.monotonic() - t0 < 5
     assert stack.svc.inspect(cid)["State"]["ExitCode"] == 0
     stack.svc.start(cid)  # restart of an exited container
     assert stack.svc.inspect(cid)["State"]["Running"]
+    _wait_for_ups(stack, cid, 2)
     stack.svc.restart(cid, timeout=5)
     assert stack.svc.inspect(cid)["State"]["Running"]
+    _wait_for_ups(stack, cid, 3)
     stack.svc.kill(cid, "KILL")
     assert stack.svc.wait(cid)["StatusCode"] == 137
     with pytest.raises(Conflict, match="is not running"):
@@ -361,7 +373,7 @@ def test_list_filters_and_inspect_shape(stack):
     info = stack.svc.inspect("alpha")
     assert info["Name"] == "/alpha" and info["Id"] == a and info["State"]["Pid"] > 0
     assert info["Image"].startswith("sha256:") and info["Config"]["Image"] == IMAGE
-    assert info["HostConfig"]["NetworkMode"] == "none" and info["Driver"] == "overlay"
+    assert info["HostConfig"]["NetworkMode"] == ("bridge" if os.geteuid() == 0 else "none") and info["Driver"] == "overlay"
     assert info["Config"]["Hostname"] == a[:12] and info["Config"]["Labels"] == {"tier": "web"}
     assert Path(info["HostsPath"]).read_text().startswith("127.0.0.1\tlocalhost")
     assert Path(info["LogPath"]).name == "log.jsonl"

@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("IPython", reason="IPython is not installed (pip install nbcontainer[jupyter])")
 
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+
+from helpers.ipython_shell import shell_instance  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.busybox import busybox_available  # noqa: E402
@@ -45,7 +46,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture
 def ip(store):
-    shell = InteractiveShell.instance()
+    shell = shell_instance()
     unload_ipython_extension(shell)
     load_ipython_extension(shell)
     get_magics(shell).client = store

@@ -40,8 +40,6 @@ def test_run_kwargs_map_to_docker_py_names():
 
 
 @pytest.mark.parametrize("argv, flag", [
-    (["-p", "8080:80", "img"], "--publish"),
-    (["-P", "img"], "--publish-all"),
     (["--restart", "always", "img"], "--restart"),
     (["--platform", "linux/arm64", "img"], "--platform"),
 ])

@@ -80,7 +80,7 @@ def test_errors_are_one_line_naming_the_value(client):
     for argv, value in [(("run", "nosuch", "echo"), "nosuch"), (("logs", "ghost"), "ghost"),
                         (("rm", "ghost"), "ghost"), (("rmi", "nosuch"), "nosuch"),
                         (("volume", "create", "--label", "=x"), "=x"), (("ps", "--filter", "bogus"), "bogus"),
-                        (("run", "--publish", "80", "busybox"), "--publish")]:
+                        (("run", "--restart", "always", "busybox"), "--restart")]:
         code, out, err = run_nbc(client, *argv)
         assert code == 125, argv
         assert err.count("\n") == 1 and value in err, (argv, err)
@@ -229,6 +229,9 @@ def test_system_and_volume_verbs(client):
     run_nbc(client, "run", "--name", "gone", "busybox", "echo", "x")
     code, out, _ = run_nbc(client, "system", "prune", "-f")
     assert code == 0 and "Deleted Containers:" in out and "Total reclaimed space" in out
+    assert "Deleted Networks:\nunused-net" in out and client.build_service.pruned == 0
+    code, out, _ = run_nbc(client, "system", "prune", "-a", "-f")
+    assert "Deleted build cache objects:\ncache-key-1" in out and client.build_service.pruned == 1
     assert run_nbc(client, "volume", "create", "--label", "a=b", "data") == (0, "data\n", "")
     code, out, _ = run_nbc(client, "volume", "ls")
     assert out.splitlines() == ["DRIVER    VOLUME NAME", "local     data"]

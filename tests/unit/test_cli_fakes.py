@@ -263,13 +263,34 @@ class FakeVolumeService:
         return {"VolumesDeleted": gone, "SpaceReclaimed": 0}
 
 
+class FakeNetworks:
+    """The part of NetworkManager that `system prune` uses."""
+
+    def __init__(self) -> None:
+        self.networks = ["unused-net"]
+
+    def prune(self, filters: Any = None) -> Dict[str, Any]:
+        gone, self.networks = self.networks, []
+        return {"NetworksDeleted": gone}
+
+
+class FakeBuildService:
+    def __init__(self) -> None:
+        self.pruned = 0
+
+    def prune(self, all: bool = True) -> Dict[str, Any]:
+        self.pruned += 1
+        return {"CachesDeleted": ["cache-key-1"], "SpaceReclaimed": 1000}
+
+
 def make_client() -> Any:
     from nbcontainer.client import NbClient
     images = FakeImageService()
     containers = FakeContainerService(images)
+    containers.network = FakeNetworks()
     volumes = FakeVolumeService()
     return NbClient(services={"image_service": images, "container_service": containers, "volume_service": volumes,
-                              "runtime": None})
+                              "build_service": FakeBuildService(), "runtime": None})
 
 
 class Captured:

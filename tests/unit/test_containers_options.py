@@ -1,6 +1,8 @@
 """Unit tests: docker run flag parsers and RunOptions -> Config/HostConfig."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from nbcontainer.containers import options as opt
@@ -132,7 +134,7 @@ IMG = {"Env": ["PATH=/img/bin", "A=image"], "Cmd": ["sh"], "Entrypoint": None, "
 def test_build_config_override_rules():
     c, h, plan = build_config("bb", IMG, None, RunOptions())
     assert c["Cmd"] == ["sh"] and c["Entrypoint"] is None and c["User"] == "app" and c["WorkingDir"] == "/w"
-    assert c["StopSignal"] == "SIGQUIT" and h["NetworkMode"] == "none" and h["ShmSize"] == 64 << 20
+    assert c["StopSignal"] == "SIGQUIT" and h["NetworkMode"] == ("bridge" if os.geteuid() == 0 else "none") and h["ShmSize"] == 64 << 20
     c, _, _ = build_config("bb", IMG, ["echo", "hi"], RunOptions())
     assert c["Cmd"] == ["echo", "hi"]
     # --entrypoint resets the image's Cmd
@@ -165,15 +167,17 @@ def test_build_config_env_labels_and_flags(tmp_path):
                                RunOptions(stop_signal="NOPE"), RunOptions(tmpfs=["x"]), RunOptions(volumes=["a:b"]),
                                RunOptions(labels=["=v"]), RunOptions(cap_add=["NOPE"]), RunOptions(name="-bad"),
                                RunOptions(security_opt=["weird"]), RunOptions(volumes=["/a:/x", "/b:/x"]),
-                               RunOptions(stop_timeout=-5), RunOptions(network="nosuchnet")])
+                               RunOptions(stop_timeout=-5), RunOptions(network="container:"),
+                               RunOptions(publish=["99999:80"]), RunOptions(publish=["8080:80/bogus"])])
 def test_build_config_rejects(o):
     with pytest.raises(InvalidArgument):
         build_config("bb", IMG, None, o)
 
 
-def test_bridge_not_supported_yet():
-    with pytest.raises(NotSupported):
-        build_config("bb", IMG, None, RunOptions(network="bridge"))
+def test_bridge_and_published_ports():
+    c, h, _ = build_config("bb", IMG, None, RunOptions(network="bridge", publish=["127.0.0.1:8080:80"]))
+    assert h["NetworkMode"] == "bridge" and h["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    assert "80/tcp" in c["ExposedPorts"]
 
 
 def test_merge_env():

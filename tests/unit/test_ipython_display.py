@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("IPython", reason="IPython is not installed (pip install nbcontainer[jupyter])")
 
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+
+from helpers.ipython_shell import shell_instance  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_cli_fakes import make_client  # noqa: E402
@@ -22,7 +23,7 @@ from nbcontainer.ipython.progress import CellProgress, bus_progress  # noqa: E40
 
 @pytest.fixture
 def ip():
-    shell = InteractiveShell.instance()
+    shell = shell_instance()
     unload_ipython_extension(shell)
     load_ipython_extension(shell)
     get_magics(shell).client = make_client()

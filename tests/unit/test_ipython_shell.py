@@ -15,7 +15,8 @@ import pytest
 pytest.importorskip("IPython", reason="IPython is not installed (pip install nbcontainer[jupyter])")
 
 from IPython.core.error import UsageError  # noqa: E402
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+
+from helpers.ipython_shell import shell_instance  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_cli_fakes import make_client  # noqa: E402
@@ -34,7 +35,7 @@ def _registered(ip) -> set:
 
 @pytest.fixture
 def ip():
-    shell = InteractiveShell.instance()
+    shell = shell_instance()
     unload_ipython_extension(shell)
     shell.run_line_magic("load_ext", "nbcontainer")
     load_ipython_extension(shell)  # a second load must be harmless
@@ -50,7 +51,7 @@ def _error(result):
 
 # -- extension ------------------------------------------------------------------------------
 def test_load_twice_registers_once_and_unload_removes_everything():
-    shell = InteractiveShell.instance()
+    shell = shell_instance()
     unload_ipython_extension(shell)
     assert _registered(shell) == set()
     load_ipython_extension(shell)
@@ -69,7 +70,7 @@ def test_load_twice_registers_once_and_unload_removes_everything():
 
 
 def test_load_ext_through_the_package_entry_point():
-    shell = InteractiveShell.instance()
+    shell = shell_instance()
     unload_ipython_extension(shell)
     shell.run_line_magic("load_ext", "nbcontainer")
     try:
