@@ -10,11 +10,6 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
@@ -24,58 +19,7 @@ from nbcontainer.oci.digest import sha256_bytes
 from nbcontainer.oci.image import Descriptor, canonical_json, make_index, make_manifest
 from nbcontainer.registry import CredentialStore, RegistryClient, login
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
-
-
-class Registry:
-    """One docker-registry process; ``host`` is "127.0.0.1:<port>"."""
-
-    def __init__(self, htpasswd: str | None = None):
-        if not os.access(REGISTRY_BIN, os.X_OK):
-            pytest.skip("docker-registry is not installed: apt-get install docker-registry")
-        self.dir = Path(tempfile.mkdtemp(prefix="nbc-registry-"))
-        self.proc = None
-        try:
-            auth = ""
-            if htpasswd is not None:
-                (self.dir / "htpasswd").write_text(htpasswd)  # must exist: 2.8 invents a user otherwise
-                auth = f"auth:\n  htpasswd:\n    realm: local-registry\n    path: {self.dir / 'htpasswd'}\n"
-            (self.dir / "config.yml").write_text(
-                "version: 0.1\nlog:\n  level: info\n"
-                f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n  delete:\n    enabled: true\n"
-                "http:\n  addr: 127.0.0.1:0\n  secret: nbcontainer-test\n  draintimeout: 1s\n" + auth)
-            self.log = open(self.dir / "registry.log", "wb")
-            self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.dir / "config.yml")],
-                                         stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            self.host = self._wait_port()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_port(self) -> str:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            text = (self.dir / "registry.log").read_text(errors="replace")
-            m = re.search(r'listening on 127\.0\.0\.1:(\d+)', text)
-            if m:
-                return f"127.0.0.1:{m.group(1)}"
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited with {self.proc.returncode}: {text[-2000:]}")
-            time.sleep(0.05)
-        raise RuntimeError("docker-registry did not report its port within 20 s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, 15)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, 9)
-                self.proc.wait(5)
-        if getattr(self, "log", None):
-            self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
+from helpers.registry import Registry, bcrypt_htpasswd
 
 @pytest.fixture(scope="module")
 def registry():
@@ -87,9 +31,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def auth_registry():
-    bcrypt = pytest.importorskip("bcrypt", reason="bcrypt is needed for htpasswd entries: pip install bcrypt")
-    line = "alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=5)).decode() + "\n"
-    reg = Registry(htpasswd=line)
+    reg = Registry(htpasswd=bcrypt_htpasswd("alice", "s3cret"))
     yield reg
     reg.stop()
 
