@@ -43,6 +43,17 @@ class Arg:
     refused: Optional[str] = None
 
 
+def tail_lines(value: str) -> Any:
+    """``logs --tail``: "all" (also "" or a negative number) or a line count, as docker reads it."""
+    if value in ("all", ""):
+        return "all"
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value for --tail: {value!r}") from None
+    return "all" if n < 0 else n
+
+
 def A(*names: str, refused: Optional[str] = None, **kwargs: Any) -> Arg:
     """Shorthand constructor for :class:`Arg`."""
     return Arg(tuple(names), dict(kwargs), refused)
@@ -264,7 +275,8 @@ _SPECS: List[VerbSpec] = [
     )),
     VerbSpec("logs", "Fetch the logs of a container", (
         _flag("-f", "--follow", help="Follow log output"),
-        A("-n", "--tail", default="all", metavar="STRING", help="Number of lines to show from the end of the logs"),
+        A("-n", "--tail", type=tail_lines, default="all", metavar="STRING",
+          help="Number of lines to show from the end of the logs"),
         _flag("-t", "--timestamps", help="Show timestamps"),
         A("--since", metavar="STRING", help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m)"),
         A("--until", metavar="STRING", help="Show logs before a timestamp or relative (e.g. 42m)"),

@@ -195,14 +195,7 @@ def cmd_ps(ctx: Any, ns: Any) -> int:
 
 # -- logs ----------------------------------------------------------------------------------
 def cmd_logs(ctx: Any, ns: Any) -> int:
-    tail: Any = ns.tail
-    if str(tail) not in ("all", ""):
-        try:
-            tail = int(tail)
-        except ValueError:
-            raise InvalidArgument(f"invalid value for --tail: {ns.tail!r}", value=ns.tail, what="--tail") from None
-        if tail < 0:
-            tail = "all"
+    tail = ns.tail  # normalised by the shared spec (_args.tail_lines)
     svc = ctx.client.container_service
     cid = svc.resolve(ns.container)
     try:

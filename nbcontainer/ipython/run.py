@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Optional, Tuple
+from typing import Any, Deque, Tuple
 
 from IPython.core.error import StdinNotImplementedError
 
@@ -242,15 +242,7 @@ def _relay_interactive(conn: Any, tail: OutputTail, input_fn: Any) -> None:
 
 def follow_logs(client: Any, ns: Any, out: Any, err: Any) -> None:
     """``%logs``: print the log; with ``-f`` until the container stops or the user interrupts."""
-    tail: Any = ns.tail
-    if str(tail) not in ("all", ""):
-        try:
-            tail = int(tail)
-        except ValueError:
-            from ..errors import InvalidArgument
-            raise InvalidArgument(f"invalid value for --tail: {ns.tail!r}", value=ns.tail, what="--tail") from None
-        if tail < 0:
-            tail = "all"
+    tail = ns.tail  # normalised by the shared spec (_args.tail_lines)
     svc = client.container_service
     cid = svc.resolve(ns.container)
     writer = OutputTail(out, err)

@@ -90,8 +90,11 @@ def test_docker_spellings_of_other_verbs():
     ns = _args.parse("ps", ["-aq", "--no-trunc", "-n", "2", "--filter", "status=exited", "-f", "name=x"])
     assert ns.all and ns.quiet and ns.no_trunc and ns.last == 2 and ns.filter == ["status=exited", "name=x"]
     ns = _args.parse("logs", ["-f", "-n", "5", "-t", "--since", "10m", "c"])
-    assert ns.follow and ns.tail == "5" and ns.timestamps and ns.since == "10m"
-    assert _args.parse("logs", ["--tail=3", "c"]).tail == "3"
+    assert ns.follow and ns.tail == 5 and ns.timestamps and ns.since == "10m"
+    assert _args.parse("logs", ["--tail=3", "c"]).tail == 3
+    assert _args.parse("logs", ["-n", "-1", "c"]).tail == "all" and _args.parse("logs", ["c"]).tail == "all"
+    with pytest.raises(_args.UsageError, match="invalid value for --tail: 'x'"):
+        _args.parse("logs", ["--tail", "x", "c"])
     assert _args.parse("stop", ["-t", "1", "a", "b"]).time == 1
     assert _args.parse("stop", ["--time=2", "a"]).time == 2
     assert _args.parse("kill", ["a"]).signal == "KILL"
