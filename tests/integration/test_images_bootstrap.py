@@ -3,24 +3,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from nbcontainer.content import ContentStore
 from nbcontainer.errors import InvalidArgument, NbContainerError
 from nbcontainer.events import Message
-from nbcontainer.images import ImageService
 from nbcontainer.images.bootstrap import host_mirror
-from nbcontainer.metadata.db import MetadataDB
-from nbcontainer.paths import StorePaths
-from nbcontainer.snapshots import Snapshotter
 
+from helpers.stores import make_image_service as make_service  # noqa: E402
 
-def make_service(base: Path) -> ImageService:
-    paths = StorePaths(base / "root", base / "run").ensure()
-    db = MetadataDB(paths.metadata_db)
-    return ImageService(paths, db, ContentStore(paths.content), Snapshotter.from_paths(paths, db))
 
 
 def test_host_mirror_reads_deb822_and_list_files(tmp_path):

@@ -2,25 +2,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from nbcontainer.content import ContentStore
 from nbcontainer.errors import InvalidArgument
-from nbcontainer.images import ImageService
-from nbcontainer.metadata.db import MetadataDB
-from nbcontainer.paths import StorePaths
-from nbcontainer.snapshots import Snapshotter
+
+from helpers.stores import make_image_service as make_service  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/bin/busybox"),
                                 reason="busybox-static is not installed: apt-get install busybox-static")
 
-
-def make_service(base: Path) -> ImageService:
-    paths = StorePaths(base / "root", base / "run").ensure()
-    db = MetadataDB(paths.metadata_db)
-    return ImageService(paths, db, ContentStore(paths.content), Snapshotter.from_paths(paths, db))
 
 
 def test_bootstrap_busybox_makes_a_tagged_image_with_applets(tmp_path, monkeypatch):

@@ -15,24 +15,16 @@ import os
 import sys
 import tarfile
 import threading
-from pathlib import Path
 
 import pytest
 import zstandard
 
-from nbcontainer.content import ContentStore
 from nbcontainer.errors import InvalidArgument
 from nbcontainer.events import Lifecycle, Progress
 from nbcontainer.images import ImageService
-from nbcontainer.metadata.db import MetadataDB
-from nbcontainer.paths import StorePaths
-from nbcontainer.snapshots import Snapshotter
 
+from helpers.stores import make_image_service as make_service  # noqa: E402
 
-def make_service(base: Path) -> ImageService:
-    paths = StorePaths(base / "root", base / "run").ensure()
-    db = MetadataDB(paths.metadata_db)
-    return ImageService(paths, db, ContentStore(paths.content), Snapshotter.from_paths(paths, db))
 
 
 def rootfs_tar(extra: bytes = b"") -> bytes:

@@ -10,7 +10,6 @@ import os
 import tarfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,6 @@ from nbcontainer.cli.commands_registry import StatusPrinter, search_rows
 from nbcontainer.content import ContentStore
 from nbcontainer.errors import DigestMismatch, NotSupported, RegistryError
 from nbcontainer.events import Message, Progress
-from nbcontainer.images import ImageService
 from nbcontainer.images.pull import (_Download, _Inflater, blob_sources, check_config, check_manifest,
                                      pull_image, record_sources)
 from nbcontainer.metadata.db import MetadataDB
@@ -27,14 +25,9 @@ from nbcontainer.oci import mediatypes as mt
 from nbcontainer.oci.digest import sha256_bytes
 from nbcontainer.oci.image import Descriptor, host_platform, make_index, make_manifest
 from nbcontainer.oci.reference import parse_reference
-from nbcontainer.paths import StorePaths
-from nbcontainer.snapshots import Snapshotter
 
+from helpers.stores import make_image_service as make_service  # noqa: E402
 
-def make_service(base: Path) -> ImageService:
-    paths = StorePaths(base / "root", base / "run").ensure()
-    db = MetadataDB(paths.metadata_db)
-    return ImageService(paths, db, ContentStore(paths.content), Snapshotter.from_paths(paths, db))
 
 
 def tar_of(files: dict) -> bytes:
