@@ -14,6 +14,7 @@ import shlex
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from ..containers.timefmt import human_duration  # noqa: F401 - one HumanDuration for ps, inspect and images
 from ..errors import InvalidArgument
 
 _UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
@@ -27,34 +28,6 @@ def human_size(size: float, precision: int = 3) -> str:
         size /= 1000.0
         i += 1
     return f"{size:.{precision}g}{_UNITS[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration ("Less than a second", "About a minute", "3 hours", ...)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def parse_time(value: Any) -> Optional[float]:
