@@ -28,17 +28,20 @@ import ipywidgets as w
 from ..errors import NbContainerError, NotFound
 from ..events import Event, Lifecycle, bus
 from ..ipython.display import CONTAINER_COLUMNS, IMAGE_COLUMNS, container_rows, html_table, image_rows
+from .live import LiveView
 from .logs import LogFollower
 
 DEBOUNCE = 0.25
 
 
-class Dashboard:
+class Dashboard(LiveView):
     """The panel; ``Dashboard(client=None)`` (default: ``nbcontainer.from_env()``).
 
     ``threaded=False`` runs actions and auto-refreshes synchronously (tests);
     ``watch_exits`` starts a ``wait`` thread per running container so exits refresh the view.
     """
+
+    debounce = DEBOUNCE
 
     def __init__(self, client: Any = None, *, threaded: bool = True, watch_exits: bool = True,
                  auto_refresh: bool = True) -> None:
@@ -48,8 +51,7 @@ class Dashboard:
         self.client = client
         self.threaded = threaded
         self.watch_exits = watch_exits
-        self._lock = threading.RLock()
-        self._timer: Optional[threading.Timer] = None
+        self._init_live()
         self._watched: Set[str] = set()
         self._follower: Optional[LogFollower] = None
         self._action: Optional[threading.Thread] = None
@@ -163,19 +165,13 @@ class Dashboard:
             self._schedule()
 
     def _schedule(self) -> None:
-        """Debounce: many events in a burst give one refresh DEBOUNCE seconds later."""
+        """Refresh at once when not threaded, else debounced (LiveView)."""
         if not self.threaded:
             self.refresh()
             return
-        with self._lock:
-            if self._timer is None:
-                self._timer = threading.Timer(DEBOUNCE, self._fire)
-                self._timer.daemon = True
-                self._timer.start()
+        super()._schedule()
 
-    def _fire(self) -> None:
-        with self._lock:
-            self._timer = None
+    def _refresh_now(self) -> None:
         try:
             self.refresh()
         except Exception as e:  # a timer thread must not die silently
@@ -291,17 +287,8 @@ class Dashboard:
         """Stop listening, following and timers; close the widgets."""
         self._unsubscribe()
         self.stop_following()
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        self._cancel_timer()
         self.widget.close()
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        if isinstance(bundle, dict):
-            bundle = dict(bundle, **{"text/plain": repr(self)})
-        return bundle
 
     def __repr__(self) -> str:
         return "Dashboard(containers, images, ports, logs)"

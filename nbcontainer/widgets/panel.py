@@ -8,7 +8,6 @@ the last lines of its log from a follower thread (trait updates only, safe from 
 from __future__ import annotations
 
 import html
-import threading
 from collections import deque
 from typing import Any, Deque, Optional
 
@@ -17,14 +16,17 @@ import ipywidgets as w
 from ..errors import NotFound
 from ..events import Event, Lifecycle, bus
 from ..ipython.display import container_rows
+from .live import LiveView
 from .logs import LogFollower
 
 TAIL = 10
 DEBOUNCE = 0.2
 
 
-class ContainerPanel:
+class ContainerPanel(LiveView):
     """``ContainerPanel(container)``: ``.widget`` is the VBox; displays itself in a notebook."""
+
+    debounce = DEBOUNCE
 
     def __init__(self, container: Any, *, follow: bool = True, tail: int = TAIL) -> None:
         self.container = container
@@ -35,8 +37,7 @@ class ContainerPanel:
         self.log = w.Output(layout=w.Layout(max_height="12em", overflow="auto", border="1px solid #ddd"))
         self.widget = w.VBox([self.header, self.ports, self.log])
         self._lines: Deque[str] = deque(maxlen=tail)
-        self._lock = threading.RLock()
-        self._timer: Optional[threading.Timer] = None
+        self._init_live()
         self._follower: Optional[LogFollower] = None
         self.removed = False
         self.render()
@@ -93,16 +94,7 @@ class ContainerPanel:
         if isinstance(event, Lifecycle) and event.kind == "container" and event.id == self.container.id:
             self._schedule()
 
-    def _schedule(self) -> None:
-        with self._lock:
-            if self._timer is None:
-                self._timer = threading.Timer(DEBOUNCE, self._fire)
-                self._timer.daemon = True
-                self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            self._timer = None
+    def _refresh_now(self) -> None:
         self.reload()
 
     def close(self) -> None:
@@ -110,19 +102,10 @@ class ContainerPanel:
         self._unsubscribe()
         if self._follower is not None:
             self._follower.stop()
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        self._cancel_timer()
         self.widget.close()
 
     # -- display -----------------------------------------------------------------------------
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        if isinstance(bundle, dict):
-            bundle = dict(bundle, **{"text/plain": repr(self)})
-        return bundle
-
     def __repr__(self) -> str:
         row = container_rows([self.container])[0]
         return f"ContainerPanel({row['name'] or row['id']})"
