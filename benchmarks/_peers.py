@@ -40,6 +40,18 @@ def have(tool: str) -> Optional[str]:
     return shutil.which(tool)
 
 
+def nbc_command() -> List[str]:
+    """How to run ``nbc``: the console script installed beside this interpreter.
+
+    Not the first ``nbc`` on PATH: a version manager's shim there (pyenv's is a bash script that
+    runs ``pyenv exec``) adds ~40 ms per call that no user of a plain install pays.
+    """
+    script = Path(sys.executable).with_name("nbc")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "nbcontainer"]
+
+
 def docker_daemon_up() -> bool:
     if not have("docker"):
         return False

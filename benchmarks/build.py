@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks._peers import docker_env, have  # noqa: E402
+from benchmarks._peers import docker_env, have, nbc_command  # noqa: E402
 
 FLASK_DOCKERFILE = """\
 FROM debian:bookworm
@@ -259,9 +259,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("the build benchmark needs root (namespaces, overlay mounts)")
         return 2
-    # the console script of this interpreter (a pyenv shim in front of it costs ~40 ms per call)
-    script = Path(sys.executable).with_name("nbc")
-    nbc = [str(script)] if script.is_file() else ["nbc"] if have("nbc") else [sys.executable, "-m", "nbcontainer"]
+    nbc = nbc_command()
     print(f"nbc command: {' '.join(nbc)}")
     work = Path(tempfile.mkdtemp(prefix="nbc-bench-build-", dir="/var/tmp"))
     tools: List[Tool] = []

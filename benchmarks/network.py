@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._peers import docker_daemon_up, have  # noqa: E402
+from benchmarks._peers import docker_daemon_up, have, nbc_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "notebooks" / "flask-app"
@@ -157,7 +157,7 @@ def main() -> int:
     args = ap.parse_args()
     runroot = tempfile.mkdtemp(prefix="nbc-bn-", dir="/tmp")
     env = dict(os.environ, NBCONTAINER_ROOT=args.root, NBCONTAINER_RUNROOT=runroot)
-    nbc = Engine("nbc", [sys.executable, "-m", "nbcontainer"], env)
+    nbc = Engine("nbc", nbc_command(), env)
     try:
         if IMAGE.split(":")[0] not in nbc("images", "--format", "{{.Repository}}").split():
             print("bootstrapping Debian bookworm + python3-flask (once) ...", flush=True)

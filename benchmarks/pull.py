@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._peers import docker_env, have, rm_tree as _rm_tree, summary  # noqa: E402
+from benchmarks._peers import docker_env, have, nbc_command, rm_tree as _rm_tree, summary  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -86,7 +85,7 @@ def make_image(root: Path, runroot: Path, ref: str, work: Path) -> Dict[str, int
 
 
 def nbc_cmd() -> List[str]:
-    return [shutil.which("nbc")] if shutil.which("nbc") else [sys.executable, "-m", "nbcontainer"]
+    return nbc_command()
 
 
 def timed(cmd: List[str], env=None) -> float:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._peers import (docker_env, have, prepare_runc_bundle, print_table, run_quiet,  # noqa: E402
+from benchmarks._peers import (docker_env, have, nbc_command, prepare_runc_bundle, print_table, run_quiet,  # noqa: E402
                                summary, time_runs, write_busybox_rootfs_tar)
 
 
@@ -36,9 +36,8 @@ def main() -> int:
     # teardown, not bridge plumbing, and all peers get the same
     results["nbcontainer API"] = summary(time_runs(
         lambda: client.containers.run("bench/busybox", ["true"], remove=True, network_mode="none"), args.runs))
-    nbc = [sys.executable, "-m", "nbcontainer"]
-    if have("nbc"):
-        nbc = ["nbc"]
+    nbc = nbc_command()
+    print(f"nbc command: {' '.join(nbc)}")
     results["nbc CLI"] = summary(time_runs(lambda: run_quiet(nbc + ["run", "--rm", "--network", "none", "bench/busybox", "true"]), args.runs))
 
     found = []

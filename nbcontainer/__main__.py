@@ -1,9 +1,7 @@
 """``python -m nbcontainer`` runs the ``nbc`` command line."""
 from __future__ import annotations
 
-import sys
-
-from .cli.main import main
+from .cli.main import run_program
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program()

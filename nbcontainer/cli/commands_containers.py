@@ -1,15 +1,15 @@
 """Container verbs: run, create, start, ps, logs, stop, restart, kill, wait, rm, exec, attach, inspect, prune."""
 from __future__ import annotations
 
-import inspect as _inspect
 from typing import Any, Callable, Dict, List
 
 from .. import _args
 from ..errors import (ContainerNotFound, ImageNotFound, InvalidArgument, NbContainerError, NotFound, NotSupported,
                       VolumeNotFound)
 from .attach import raw_terminal, relay
-from .commands_images import inspect_objects, parse_filters, print_prune
-from .formatting import ago, docker_time, ellipsis, format_rows, go_quote, human_size, short_id
+
+# Listing helpers (commands_images, formatting) are imported by the verbs that print tables:
+# `nbc run` is the latency-critical path and needs neither.
 
 
 def _for_each(ctx: Any, names: List[str], fn: Callable[[str], Any], echo: bool = True) -> int:
@@ -134,6 +134,7 @@ def _status_text(s: Dict[str, Any]) -> str:
 
 def container_rows(summaries: List[Dict[str, Any]], trunc: bool, size: bool = False) -> List[Dict[str, Any]]:
     """docker's container formatter contexts (every value a string)."""
+    from .formatting import ago, docker_time, ellipsis, go_quote, human_size, short_id
     rows = []
     for s in summaries:
         command = s.get("Command") or ""
@@ -172,6 +173,8 @@ def _ports_text(ports: List[Dict[str, Any]]) -> str:
 
 
 def cmd_ps(ctx: Any, ns: Any) -> int:
+    from .commands_images import parse_filters
+    from .formatting import format_rows
     filters = parse_filters(ns.filter, ("status", "name", "label", "id", "ancestor", "exited", "before", "since",
                                         "volume", "health", "network", "is-task", "expose", "publish"))
     limit = 1 if ns.latest else ns.last
@@ -209,8 +212,9 @@ def cmd_logs(ctx: Any, ns: Any) -> int:
 
 # -- stop / restart / kill / wait / rm -------------------------------------------------------
 def _accepts(fn: Any, name: str) -> bool:
+    import inspect
     try:
-        return name in _inspect.signature(fn).parameters
+        return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
 
@@ -249,6 +253,7 @@ def cmd_rm(ctx: Any, ns: Any) -> int:
 
 
 def cmd_container_prune(ctx: Any, ns: Any) -> int:
+    from .commands_images import print_prune
     result = ctx.client.container_service.prune()
     print_prune(ctx, result, "Deleted Containers:", "ContainersDeleted")
     return 0
@@ -319,6 +324,7 @@ def cmd_inspect(ctx: Any, ns: Any) -> int:
         what = {"container": "container", "image": "image", "volume": "volume"}.get(ns.type or "", "object")
         raise NotFound(f"No such {what}: {name}")
 
+    from .commands_images import inspect_objects
     return inspect_objects(ctx, ns.objects, ns.format, getter)
 
 

@@ -151,11 +151,28 @@ def _split_globals(argv: List[str]) -> tuple:
 def main(argv: Optional[Sequence[str]] = None, *, client: Any = None, stdout: Optional[TextIO] = None,
          stderr: Optional[TextIO] = None, stdin: Any = None) -> int:
     """Run one ``nbc`` command line; returns the exit status."""
-    code = _main(argv, client=client, stdout=stdout, stderr=stderr, stdin=stdin)
-    if argv is None and client is None:  # the `nbc` program itself: the process exits next
-        import gc
-        gc.freeze()  # its final collection costs ~30 ms and frees nothing the exit does not
-    return code
+    return _main(argv, client=client, stdout=stdout, stderr=stderr, stdin=stdin)
+
+
+def run_program() -> None:
+    """The ``nbc`` program (console script and ``python -m nbcontainer``): run, then exit at once.
+
+    Interpreter finalisation (a last garbage collection, tearing down every module) costs
+    ~10 ms per command and frees nothing the process exit does not.  When only the main
+    thread is left, flush the output, run the atexit handlers and leave with ``os._exit``.
+    """
+    code = main()
+    import atexit
+    import threading
+    if threading.active_count() > 1:  # a thread may still be writing: a normal exit joins it
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to say
+            pass
+    os._exit(code)
 
 
 def _main(argv: Optional[Sequence[str]] = None, *, client: Any = None, stdout: Optional[TextIO] = None,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import select
@@ -27,7 +26,7 @@ class _FileWatch:
         self.poll = poll
         self.fd = -1
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc = ctypes.CDLL(None, use_errno=True)  # libc is in the process already
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
             if fd >= 0 and libc.inotify_add_watch(fd, os.fsencode(str(path)),
                                                    self.IN_MODIFY | self.IN_CLOSE_WRITE) >= 0:

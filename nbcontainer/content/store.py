@@ -16,7 +16,6 @@ import errno
 import json
 import os
 import re
-import secrets
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Union
@@ -84,7 +83,7 @@ class Ingest:
             raise InvalidArgument(f"invalid expected size {expected_size!r}", value=expected_size, what="size")
         self.expected_size = expected_size
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", ref)[:64] or "blob"
-        self.path = store.root / "ingest" / f"{safe}.{os.getpid()}.{secrets.token_hex(6)}"
+        self.path = store.root / "ingest" / f"{safe}.{os.getpid()}.{os.urandom(6).hex()}"
         self._file: Optional[BinaryIO] = open(self.path, "xb")
         self._digester = Digester()
         self.committed: Optional[str] = None

@@ -10,7 +10,6 @@ garbage collection; on failure everything this call created is removed again.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -68,7 +67,7 @@ class _Creation:
         self.svc = svc
         self.progress = progress
         self.operation = operation
-        self.lease = f"create-{secrets.token_hex(8)}"
+        self.lease = f"create-{os.urandom(8).hex()}"
         self.new_blobs: List[str] = []
         self.new_snapshots: List[str] = []
 

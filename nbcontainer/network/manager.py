@@ -9,11 +9,9 @@ table) so teardown removes exactly that.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import ipaddress
 import os
 import re
-import secrets
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,7 +79,7 @@ class NetworkManager:
             if rows:
                 net = rows[0]
             else:
-                net = {"id": secrets.token_hex(32), "name": DEFAULT_NETWORK, "driver": "bridge", "bridge": name,
+                net = {"id": os.urandom(32).hex(), "name": DEFAULT_NETWORK, "driver": "bridge", "bridge": name,
                        "subnet": str(subnet), "gateway": gw, "internal": False, "labels": {}, "created": time.time(),
                        "options": {"com.docker.network.bridge.default_bridge": "true",
                                    "com.docker.network.bridge.name": name,
@@ -155,7 +153,7 @@ class NetworkManager:
             else:
                 net_addr = ipam.choose_subnet(ipam.USER_CANDIDATES, ipam.host_routes(), taken)
             gw = str(ipam.parse_address(gateway, net_addr, "--gateway")) if gateway else ipam.default_gateway(net_addr)
-            net_id = secrets.token_hex(32)
+            net_id = os.urandom(32).hex()
             net = {"id": net_id, "name": name, "driver": driver, "bridge": "nbc-" + net_id[:11],
                    "subnet": str(net_addr), "gateway": gw, "internal": bool(internal),
                    "labels": dict(labels or {}), "options": dict(options or {}), "created": time.time()}
@@ -163,6 +161,7 @@ class NetworkManager:
         return {"Id": net_id, "Warning": ""}
 
     def _pseudo(self, name: str) -> Dict[str, Any]:
+        import hashlib  # lazily: loading OpenSSL costs every `nbc` start ~2 ms
         nid = hashlib.sha256(f"{self.paths.root}:{name}".encode()).hexdigest()
         return {"id": nid, "name": name, "driver": name if name != "none" else "null", "created": 0.0,
                 "internal": False, "labels": {}, "options": {}, "subnet": "", "gateway": "", "bridge": ""}
@@ -280,6 +279,7 @@ class NetworkManager:
             for i, (net, epcfg) in enumerate(nets):
                 self._ensure_infra(net)
                 subnet = ipaddress.ip_network(net["subnet"])
+                import hashlib
                 veth = "nbv" + hashlib.sha1(f"{cid}:{net['id']}".encode()).hexdigest()[:12]
                 ifname = f"eth{first_index + i}"
                 want = (epcfg.get("IPAMConfig") or {}).get("IPv4Address") or None

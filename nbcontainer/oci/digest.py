@@ -1,10 +1,9 @@
 """Content digests ("sha256:<64 lowercase hex>")."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union
 
 from ..errors import InvalidArgument
 
@@ -13,9 +12,15 @@ _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CHUNK = 1 << 20
 
 
+def _sha256(data: bytes = b"") -> Any:
+    # hashlib loads OpenSSL (~2 ms): imported on first use, not by every `nbc` start
+    import hashlib
+    return hashlib.sha256(data)
+
+
 def sha256_bytes(data: bytes) -> str:
     """Digest of ``data`` as ``"sha256:<hex>"``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + _sha256(data).hexdigest()
 
 
 def validate_digest(s: str) -> str:
@@ -40,7 +45,7 @@ class Digester:
     """Incremental sha256 that also counts bytes."""
 
     def __init__(self) -> None:
-        self._h = hashlib.sha256()
+        self._h = _sha256()
         self.size = 0
 
     def update(self, data: bytes) -> None:

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import platform as _platform
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
 
 from ..errors import InvalidArgument
 from . import mediatypes
-from .digest import validate_digest
+from .digest import sha256_bytes, validate_digest
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
          "armv6l": "arm", "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x",
@@ -24,7 +23,7 @@ def canonical_json(obj: Any) -> bytes:
 
 def host_platform() -> Dict[str, str]:
     """The OCI platform of this machine, e.g. {"os": "linux", "architecture": "amd64"}."""
-    machine = _platform.machine().lower()
+    machine = os.uname().machine.lower()  # what platform.machine() reads, without importing it
     out = {"os": "linux", "architecture": _ARCH.get(machine, machine)}
     if machine == "armv7l":
         out["variant"] = "v7"
@@ -85,7 +84,7 @@ def chain_ids(diff_ids: Iterable[str]) -> List[str]:
     out: List[str] = []
     for d in diff_ids:
         validate_digest(d)
-        out.append(d if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+        out.append(d if not out else sha256_bytes(f"{out[-1]} {d}".encode()))
     return out
 
 
