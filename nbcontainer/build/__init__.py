@@ -16,7 +16,17 @@ cache (keys, content digests), layers (upper dir -> blob + snapshot, final image
 """
 from __future__ import annotations
 
-from .context import BuildContext
-from .service import BuildService
-
 __all__ = ["BuildContext", "BuildService"]
+
+# imported on first use: a replayed build (replay.py) must not pay for the whole builder
+_WHERE = {"BuildContext": "context", "BuildService": "service"}
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value  # once
+    return value

@@ -275,33 +275,44 @@ def layer_valid(images: Any, layer: Layer, chain: str) -> bool:
     return images.content.has(layer.blob) and images.snapshots.exists(chain)
 
 
-def write_image(images: Any, image_config: Dict[str, Any], layers: Sequence[Layer],
-                tags: Sequence[str] = (), lease: Optional[str] = None, progress: Optional[Callable] = None) -> str:
-    """Store config + OCI manifest for ``layers`` and name the image; returns the image id."""
+def store_image(images: Any, image_config: Dict[str, Any], layers: Sequence[Layer],
+                tags: Sequence[str] = (), lease: Optional[str] = None,
+                progress: Optional[Callable] = None) -> Tuple[str, str, int]:
+    """Store config + OCI manifest for ``layers`` and name the image; returns (image id,
+    manifest digest, manifest size)."""
     from ..images.create import parse_tag
 
     refs = [parse_tag(t) for t in tags]
     content = images.content
+    from ..oci.digest import sha256_bytes
+
+    # each blob is leased *before* it is written: a concurrent gc may run between the two
     config_bytes = canonical_json(image_config)
-    config_digest = content.write_bytes(config_bytes)
     if lease:
-        images.db.extend_lease(lease, [config_digest])
+        images.db.extend_lease(lease, [sha256_bytes(config_bytes)])
+    config_digest = content.write_bytes(config_bytes)
     manifest = make_manifest(Descriptor(mediatypes.OCI_CONFIG, config_digest, len(config_bytes)),
                              [layer.descriptor() for layer in layers])
     manifest_bytes = canonical_json(manifest)
-    manifest_digest = content.write_bytes(manifest_bytes)
     if lease:
-        images.db.extend_lease(lease, [manifest_digest])
+        images.db.extend_lease(lease, [sha256_bytes(manifest_bytes)])
+    manifest_digest = content.write_bytes(manifest_bytes)
+    name_image(images, refs, config_digest, manifest_digest, len(manifest_bytes), progress)
+    return config_digest, manifest_digest, len(manifest_bytes)
+
+
+def name_image(images: Any, refs: Sequence[Any], config_digest: str, manifest_digest: str, manifest_size: int,
+               progress: Optional[Callable] = None) -> None:
+    """Point each reference at the stored image (an untagged image is kept by its id)."""
     with images.records.lock():
         for ref in refs:
-            displaced = images.records.put(str(ref), manifest_digest, len(manifest_bytes), config_digest)
+            displaced = images.records.put(str(ref), manifest_digest, manifest_size, config_digest)
             if displaced:
                 emit(Lifecycle("image", "untag", displaced, name=ref.familiar), progress)
             emit(Lifecycle("image", "tag", config_digest, name=ref.familiar), progress)
         if not refs:
-            images.records.ensure_present(config_digest, manifest_digest, len(manifest_bytes))
+            images.records.ensure_present(config_digest, manifest_digest, manifest_size)
             images.records.sync_index()
-    return config_digest
 
 
 def new_lease(db: Any, prefix: str = "build") -> str:

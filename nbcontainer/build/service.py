@@ -17,8 +17,11 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, Optional, Sequence, 
 from ..errors import BuildError, InvalidArgument
 from ..events import Message, emit
 from ..oci.image import rfc3339
-from .context import BuildContext, looks_like_tar
-from .layers import new_lease, write_image
+from . import replay
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .context import BuildContext
 
 
 #: Layer compression of build steps (see layers.commit_layer): "gzip", "zstd" or "none".
@@ -62,9 +65,10 @@ class BuildService:
 
     # -- build ---------------------------------------------------------------------------------
     def open_context(self, context_path: Union[None, str, os.PathLike] = None, fileobj: Optional[BinaryIO] = None,
-                     dockerfile: str = "Dockerfile") -> BuildContext:
+                     dockerfile: str = "Dockerfile") -> "BuildContext":
         """The build context: a directory, or ``fileobj`` (a context tar, or a Dockerfile -- used
         with the directory ``context_path`` when one is given, else a build without context)."""
+        from .context import BuildContext, looks_like_tar
         if fileobj is not None:
             is_tar, stream = looks_like_tar(fileobj)
             if is_tar:
@@ -99,10 +103,7 @@ class BuildService:
         "host": the host's network; "none": loopback only).  Events: BuildStep per step, Message per output line.
         Raises BuildError (with line, instruction, exit code and last output lines).
         """
-        from ..dockerfile.instructions import parse, parse_instructions
         from ..images.create import parse_tag
-        from .executor import Builder
-        from .frontend import check_syntax
 
         if network not in (None, "", "default", "host", "none"):
             raise InvalidArgument(f"invalid network mode {network!r} for build (default, host or none)",
@@ -117,17 +118,37 @@ class BuildService:
         sde = _sde(source_date_epoch)
         if sde is None:
             sde = _sde(buildargs.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH"))
+        # a directory context with nothing from outside it: a build of unchanged inputs replays its last result
+        replay_inputs = None
+        if context_path is not None and fileobj is None and not secrets and os.path.isdir(context_path):
+            dockerfile_path = os.path.join(context_path, dockerfile or "Dockerfile")
+            key = replay.replay_key(str(context_path), dockerfile_path, buildargs=buildargs, target=target,
+                                    labels=labels, sde=sde, network=network, compression=self.compression)
+            signature, newest = replay.context_signature(str(context_path), dockerfile_path)
+            replay_inputs = (key, signature, newest)
+            if not nocache:
+                rec = replay.lookup(self.db, self.images, key, signature)
+                if rec is not None:
+                    return replay.replay(self.images, rec, [parse_tag(t) for t in tags], progress)
+        # the Dockerfile front end and the builder: imported only when something is to be built
+        from ..dockerfile.instructions import parse, parse_instructions
+        from .executor import Builder
+        from .frontend import check_syntax
+        from .layers import new_lease, store_image
+
         self.paths.tmp.mkdir(parents=True, exist_ok=True)
         ctx = self.open_context(context_path, fileobj, dockerfile)
         lease = new_lease(self.db)
+        recorder = replay.Recorder(progress)
         try:
             name = ctx.dockerfile_name or "Dockerfile"
             try:
                 result = parse(ctx.dockerfile, filename=name)
                 check_syntax(result.directives, buildargs, ctx.dockerfile, name)  # before typing: another frontend
                 instructions = parse_instructions(result.ast, filename=name)
-                builder = Builder(self, ctx, instructions, result.escape_token, buildargs=buildargs, target=target,
-                                  nocache=nocache, labels=labels or {}, sde=sde, progress=progress, lease=lease,
+                view = replay.BuildView(self, replay.RecordingImages(self.images, recorder))
+                builder = Builder(view, ctx, instructions, result.escape_token, buildargs=buildargs, target=target,
+                                  nocache=nocache, labels=labels or {}, sde=sde, progress=recorder, lease=lease,
                                   secrets_=secrets, network=network or "default", jobs=self.jobs, filename=name)
                 st = builder.run()
             except BuildError as e:
@@ -142,7 +163,11 @@ class BuildService:
             image_config.update({"created": created, "config": config,
                                  "rootfs": {"type": "layers", "diff_ids": [lay.diff_id for lay in st.layers]},
                                  "history": st.history})
-            image_id = write_image(self.images, image_config, st.layers, tags, lease=lease, progress=progress)
+            image_id, manifest_digest, manifest_size = store_image(self.images, image_config, st.layers, tags,
+                                                                   lease=lease, progress=progress)
+            if replay_inputs is not None:
+                key, signature, newest = replay_inputs
+                replay.store(self.db, key, signature, newest, recorder, image_id, manifest_digest, manifest_size)
             emit(Message("build", f"Successfully built {image_id[7:19]}"), progress)
             for t in tags:
                 emit(Message("build", f"Successfully tagged {parse_tag(t).familiar}"), progress)

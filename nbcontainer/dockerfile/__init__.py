@@ -11,15 +11,25 @@ anything.  Main entry points::
 """
 from __future__ import annotations
 
-from .dockerignore import DockerIgnore, read_dockerignore
-from .dump import dump, dump_node
-from .instructions import Instructions, parse_dockerfile, parse_instructions
-from .nodes import Heredoc, Node
-from .parser import DockerfileParseError, ParseResult, parse
-from .shell import Lex, ShellExpansionError
-
 __all__ = [
     "DockerIgnore", "DockerfileParseError", "Heredoc", "Instructions", "Lex", "Node", "ParseResult",
     "ShellExpansionError", "dump", "dump_node", "parse", "parse_dockerfile", "parse_instructions",
     "read_dockerignore",
 ]
+
+# imported on first use: reading a .dockerignore must not load the whole front end
+_WHERE = {"DockerIgnore": "dockerignore", "read_dockerignore": "dockerignore", "dump": "dump",
+          "dump_node": "dump", "Instructions": "instructions", "parse_dockerfile": "instructions",
+          "parse_instructions": "instructions", "Heredoc": "nodes", "Node": "nodes",
+          "DockerfileParseError": "parser", "ParseResult": "parser", "parse": "parser",
+          "Lex": "shell", "ShellExpansionError": "shell"}
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value  # once
+    return value
