@@ -90,20 +90,59 @@ def rm_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-class OwnDockerd:
-    """A dockerd started for the benchmark (own data root, exec root, pid file, socket; no bridge,
-    no iptables) when dockerd is installed but no daemon runs.  ``env`` points the docker CLI at it."""
+class IptablesDiff:
+    """Undo what a peer added to the firewall: the rules and chains present now but not at creation."""
 
-    def __init__(self, work: Path):
+    TABLES = ("filter", "nat")
+
+    def __init__(self) -> None:
+        self.before = {t: set(self._dump(t)) for t in self.TABLES}
+
+    @staticmethod
+    def _dump(table: str) -> List[str]:
+        out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
+        return [line for line in out.splitlines() if line.startswith(("-A ", ":"))]
+
+    def undo(self) -> None:
+        for table in self.TABLES:
+            now = self._dump(table)
+            for rule in reversed([r for r in now if r.startswith("-A ") and r not in self.before[table]]):
+                subprocess.run(["iptables", "-t", table, "-D", *rule[3:].split()], capture_output=True)
+            old_chains = {c.split()[0] for c in self.before[table] if c.startswith(":")}
+            for chain in [c.split()[0][1:] for c in now if c.startswith(":") and c.split()[0] not in old_chains]:
+                subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
+                subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
+
+
+class OwnDockerd:
+    """A dockerd started for the benchmark (own data root, exec root, pid file, socket) when dockerd
+    is installed but no daemon runs.  ``env`` points the docker CLI at it.
+
+    ``network=False``: no bridge, no iptables (containers use --network none).  ``network=True``:
+    its own bridge ``nbcbd0`` (10.98.0.0/24) with docker's iptables rules and userland proxy, so
+    ``-p`` works; the bridge, the rules and the chains it added are removed by :meth:`stop`."""
+
+    BRIDGE = "nbcbd0"
+
+    def __init__(self, work: Path, network: bool = False):
         self.dir = work / "dockerd"
         self.dir.mkdir()
         self.host = f"unix://{self.dir}/d.sock"
         self.env = dict(os.environ, DOCKER_HOST=self.host)
         self.log = open(self.dir / "dockerd.log", "wb")
+        self.firewall: Optional[IptablesDiff] = None
+        if network:
+            self.firewall = IptablesDiff()
+            subprocess.run(["ip", "link", "add", self.BRIDGE, "type", "bridge"], check=True)
+            subprocess.run(["ip", "addr", "add", "10.98.0.1/24", "dev", self.BRIDGE], check=True)
+            subprocess.run(["ip", "link", "set", self.BRIDGE, "up"], check=True)
+            net_flags = ["-b", self.BRIDGE, "--iptables=true", "--ip-masq=false", "--userland-proxy=true"]
+        else:
+            net_flags = ["--bridge=none", "--iptables=false", "--ip-masq=false"]
         self.proc = subprocess.Popen(
             ["dockerd", "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
-             "--pidfile", str(self.dir / "d.pid"), "-H", self.host, "--bridge=none", "--iptables=false",
-             "--ip-masq=false"], stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+             "--pidfile", str(self.dir / "d.pid"), "-H", self.host, *net_flags],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.time() + 20
         while time.time() < deadline and self.proc.poll() is None:
             if subprocess.run(["docker", "version"], env=self.env, capture_output=True).returncode == 0:
@@ -121,16 +160,20 @@ class OwnDockerd:
                 self.proc.kill()
                 self.proc.wait(10)
         self.log.close()
+        if self.firewall is not None:
+            subprocess.run(["ip", "link", "del", self.BRIDGE], capture_output=True)
+            self.firewall.undo()
         rm_tree(self.dir)
 
 
-def docker_env(work: Path) -> tuple:
-    """(env for the docker CLI, OwnDockerd or None), or (None, None) when docker cannot be used."""
+def docker_env(work: Path, network: bool = False) -> tuple:
+    """(env for the docker CLI, OwnDockerd or None), or (None, None) when docker cannot be used.
+    ``network``: the private dockerd gets a bridge so ``-p`` works (see OwnDockerd)."""
     if docker_daemon_up():
         return dict(os.environ), None
     if have("dockerd") and have("docker"):
         try:
-            own = OwnDockerd(work)
+            own = OwnDockerd(work, network=network)
             print("docker: started a private dockerd for this benchmark")
             return own.env, own
         except RuntimeError as e:

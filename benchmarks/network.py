@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._peers import docker_daemon_up, have, nbc_command  # noqa: E402
+from benchmarks._peers import docker_env, have, nbc_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "notebooks" / "flask-app"
@@ -158,27 +158,29 @@ def main() -> int:
     runroot = tempfile.mkdtemp(prefix="nbc-bn-", dir="/tmp")
     env = dict(os.environ, NBCONTAINER_ROOT=args.root, NBCONTAINER_RUNROOT=runroot)
     nbc = Engine("nbc", nbc_command(), env)
+    engines: List[Engine] = [nbc]
+    own_dockerd = None
+    work = Path(tempfile.mkdtemp(prefix="nbc-bn-"))
     try:
         if IMAGE.split(":")[0] not in nbc("images", "--format", "{{.Repository}}").split():
             print("bootstrapping Debian bookworm + python3-flask (once) ...", flush=True)
             nbc("bootstrap", "--include", "python3-flask", "-t", IMAGE, "debian:bookworm")
-        engines = [nbc]
-        work = Path(tempfile.mkdtemp(prefix="nbc-bn-"))
-        if have("podman") or docker_daemon_up():
+        denv, own_dockerd = docker_env(work, network=True)  # a private dockerd gets a bridge of its own
+        peers = {"podman": dict(os.environ) if have("podman") else None, "docker": denv}
+        if any(peers.values()):
             cid = nbc("create", IMAGE, "true")
             tar = work / "rootfs.tar"
             nbc("export", "-o", str(tar), cid)
             nbc("rm", cid)
-            for tool in ("podman", "docker"):
-                if (tool == "podman" and have("podman")) or (tool == "docker" and docker_daemon_up()):
-                    subprocess.run([tool, "import", str(tar), IMAGE], check=True, capture_output=True)
-                    # podman's default rlimits (nofile 1048576...) exceed hosts without CAP_SYS_RESOURCE
-                    # in the bounding set (runc then fails with EPERM): ask for small ones
-                    extra = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"] if tool == "podman" else []
-                    engines.append(Engine(tool, [tool], run_extra=extra))
-            if not docker_daemon_up():
-                print("docker: no daemon running here; skipped")
-        shutil.rmtree(work, ignore_errors=True)
+            for tool, tool_env in peers.items():
+                if tool_env is None:
+                    continue
+                subprocess.run([tool, "import", str(tar), IMAGE], check=True, capture_output=True, env=tool_env)
+                # podman's default rlimits (nofile 1048576...) exceed hosts without CAP_SYS_RESOURCE
+                # in the bounding set (runc then fails with EPERM): ask for small ones
+                extra = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"] if tool == "podman" else []
+                engines.append(Engine(tool, [tool], env=tool_env, run_extra=extra))
+            tar.unlink()
         first = {e.name: time_to_200(e, args.runs) for e in engines}
         report("run -d -p PORT:5000 (Flask app) -> first HTTP 200 on 127.0.0.1", {k: [x * 1e3 for x in v]
                for k, v in first.items()}, "ms", "podman")
@@ -193,9 +195,11 @@ def main() -> int:
                for k, v in wiring.items()}, "ms", "nbc none")
     finally:
         shutil.rmtree(runroot, ignore_errors=True)
-        for tool in ("podman", "docker"):
-            if (tool == "podman" and have("podman")) or (tool == "docker" and docker_daemon_up()):
-                subprocess.run([tool, "rmi", "-f", IMAGE], capture_output=True)  # imported for this run only
+        for e in engines[1:]:
+            subprocess.run([e.name, "rmi", "-f", IMAGE], capture_output=True, env=e.env)  # imported for this run
+        if own_dockerd is not None:
+            own_dockerd.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
