@@ -22,7 +22,7 @@ import re
 import subprocess
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
-from ..errors import RuntimeFailure
+from ..errors import NotSupported, RuntimeFailure
 
 Rule = Tuple[str, str]  # (table, "-A CHAIN ...")
 
@@ -98,11 +98,15 @@ def tag(owner: str) -> str:
     return f'-m comment --comment "nbc:{owner}"'
 
 
-def network_rules(owner: str, bridge: str, subnet: str, internal: bool) -> List[Rule]:
-    """The rules of one network (owner ``net:<bridge name>``: one set per bridge, whichever root made it)."""
+def network_rules(owner: str, bridge: str, subnet: str, internal: bool, *, masquerade: bool = True,
+                  icc: bool = True) -> List[Rule]:
+    """The rules of one network (owner ``net:<bridge name>``: one set per bridge, whichever root made it).
+
+    ``masquerade``: outbound traffic leaves with the host's address; ``icc``: containers of the
+    network may talk to each other (docker's enable_ip_masquerade / enable_icc options)."""
     t = tag("net:" + owner)
     rules: List[Rule] = [
-        ("filter", f"-A NBC-FORWARD -i {bridge} -o {bridge} {t} -j ACCEPT"),
+        ("filter", f"-A NBC-FORWARD -i {bridge} -o {bridge} {t} -j {'ACCEPT' if icc else 'DROP'}"),
         ("filter", f"-A NBC-FORWARD -i {bridge} -o {BRIDGE_WILDCARD} {t} -j DROP"),  # isolation between networks
     ]
     if internal:
@@ -113,9 +117,26 @@ def network_rules(owner: str, bridge: str, subnet: str, internal: bool) -> List[
             ("filter", f"-A NBC-FORWARD -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED {t} -j ACCEPT"),
             ("filter", f"-A NBC-FORWARD -o {bridge} -m conntrack --ctstate DNAT {t} -j ACCEPT"),
             ("filter", f"-A NBC-FORWARD -i {bridge} {t} -j ACCEPT"),
-            ("nat", f"-A NBC-POSTROUTING -s {subnet} ! -o {bridge} {t} -j MASQUERADE"),
         ]
+        if masquerade:
+            rules.append(("nat", f"-A NBC-POSTROUTING -s {subnet} ! -o {bridge} {t} -j MASQUERADE"))
     return rules
+
+
+_BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+
+def enable_bridge_filtering() -> None:
+    """Make bridged (same-network) traffic pass iptables, as docker does for icc=false."""
+    try:
+        with open(_BRIDGE_NF) as f:
+            if f.read().strip() == "1":
+                return
+        with open(_BRIDGE_NF, "w") as f:
+            f.write("1")
+    except OSError as e:
+        raise NotSupported(f"enable_icc=false needs the br_netfilter module and {_BRIDGE_NF} = 1 "
+                           f"(modprobe br_netfilter): {e.strerror or e}") from None
 
 
 def port_rules(container_id: str, container_ip: str, bindings: Iterable[Mapping[str, object]],

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import Conflict, InvalidArgument, NotFound, NotSupported
+from . import options as netopts
 from . import bridge, dns, firewall, ipam, netlink, portproxy, ports, views
 from .store import NetworkStore
 
@@ -118,9 +119,12 @@ class NetworkManager:
             return
         firewall.ensure_chains()
         prefix = ipaddress.ip_network(net["subnet"]).prefixlen
-        bridge.ensure_bridge(net["bridge"], net["gateway"], prefix, MTU)
+        if not netopts.icc(net):
+            firewall.enable_bridge_filtering()  # bridged traffic must meet the DROP rule of icc=false
+        bridge.ensure_bridge(net["bridge"], net["gateway"], prefix, netopts.mtu(net))
         firewall.delete_owned(["net:" + net["bridge"]])
-        firewall.restore(firewall.network_rules(net["bridge"], net["bridge"], net["subnet"], net["internal"]))
+        firewall.restore(firewall.network_rules(net["bridge"], net["bridge"], net["subnet"], net["internal"],
+                                                masquerade=netopts.masquerade(net), icc=netopts.icc(net)))
         ipam.release_all(net["bridge"])  # leases of a previous incarnation of the bridge
 
     def _remove_infra(self, net: Mapping[str, Any]) -> None:
@@ -142,6 +146,7 @@ class NetworkManager:
             raise Conflict(f"network with name {name} already exists")
         if gateway and not subnet:
             raise InvalidArgument(f"--gateway {gateway} needs --subnet", gateway, "--gateway")
+        opts = netopts.validate(options)
         with self._lock():
             taken = list(ipam.subnets(n["subnet"] for n in self.store.networks()))
             if subnet:
@@ -154,9 +159,12 @@ class NetworkManager:
                 net_addr = ipam.choose_subnet(ipam.USER_CANDIDATES, ipam.host_routes(), taken)
             gw = str(ipam.parse_address(gateway, net_addr, "--gateway")) if gateway else ipam.default_gateway(net_addr)
             net_id = os.urandom(32).hex()
-            net = {"id": net_id, "name": name, "driver": driver, "bridge": "nbc-" + net_id[:11],
+            bridge_name = opts.get(netopts.BRIDGE_NAME) or "nbc-" + net_id[:11]
+            if bridge_name in {n["bridge"] for n in self.store.networks()} or bridge.link_exists(bridge_name):
+                raise Conflict(f"bridge name {bridge_name!r} is already in use on this host")
+            net = {"id": net_id, "name": name, "driver": driver, "bridge": bridge_name,
                    "subnet": str(net_addr), "gateway": gw, "internal": bool(internal),
-                   "labels": dict(labels or {}), "options": dict(options or {}), "created": time.time()}
+                   "labels": dict(labels or {}), "options": opts, "created": time.time()}
             self.store.add_network(net)
         return {"Id": net_id, "Warning": ""}
 
@@ -295,10 +303,11 @@ class NetworkManager:
                 eps.append(ep)
                 gw = net["gateway"] if default_route and i == 0 and not net["internal"] else None
                 try:  # netlink: no process starts on the `run` path
-                    netlink.wire(veth, ifname, ep["mac"], pid, net["bridge"], MTU, ep["ip"], subnet.prefixlen, gw)
+                    netlink.wire(veth, ifname, ep["mac"], pid, net["bridge"], netopts.mtu(net), ep["ip"],
+                                 subnet.prefixlen, gw)
                 except OSError:  # e.g. a kernel refusing a message: iproute2 does the same in two batches
                     bridge.delete_links([veth])
-                    host_lines += bridge.veth_host_lines(veth, ifname, ep["mac"], pid, net["bridge"], MTU)
+                    host_lines += bridge.veth_host_lines(veth, ifname, ep["mac"], pid, net["bridge"], netopts.mtu(net))
                     ns_lines += bridge.veth_container_lines(ifname, ep["ip"], subnet.prefixlen, gw)
             bridge.run_batch(host_lines)
             bridge.run_batch(ns_lines, netns_pid=pid)
@@ -328,6 +337,7 @@ class NetworkManager:
             bindings = hc.get("PortBindings") or {}
             if hc.get("PublishAllPorts"):
                 bindings = ports.publish_all((attrs.get("Config") or {}).get("ExposedPorts"), bindings)
+            bindings = ports.default_host_ip(bindings, netopts.host_binding(nets[0][0]))
             state: Dict[str, Any] = {"bindings": [], "rules": [], "proxy": None, "pid": pid,
                                      "pid_start": portproxy.start_time(pid)}
             if bindings:

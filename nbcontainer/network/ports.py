@@ -153,6 +153,11 @@ def _in_use(proto: str, ip: str, port: int, err: OSError) -> PortInUse:
     return PortInUse(f"Bind for {shown}:{port} failed: port is already allocated ({err.strerror or err})")
 
 
+def default_host_ip(bindings: Mapping[str, List[Mapping[str, str]]], host_ip: str) -> Dict[str, List[Dict[str, str]]]:
+    """Bindings with ``host_ip`` wherever ``-p`` named no address (a network's host_binding_ipv4)."""
+    return {key: [dict(e, HostIp=e.get("HostIp") or host_ip) for e in entries] for key, entries in bindings.items()}
+
+
 def reserve(bindings: Mapping[str, List[Mapping[str, str]]]) -> List[Binding]:
     """Bind a listening socket for every binding (``""`` host ip: 0.0.0.0 and ``::``).
 

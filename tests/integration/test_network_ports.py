@@ -318,3 +318,38 @@ def test_docker_py_ports_and_networks(nbc):
             assert "nbt-py" not in [n.name for n in client.networks.list()]
     finally:
         os.environ.pop("NBCONTAINER_BRIDGE", None)
+
+
+def test_network_create_driver_options_are_applied(nbc):
+    """-o: bridge name, MTU, no inter-container traffic, no masquerading, a default host address for -p."""
+    br = "nbc-o" + os.urandom(3).hex()
+    opts = {"com.docker.network.bridge.name": br, "com.docker.network.driver.mtu": "1400",
+            "com.docker.network.bridge.enable_icc": "false",
+            "com.docker.network.bridge.enable_ip_masquerade": "false",
+            "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"}
+    nbc.ok("network", "create", *[a for k, v in opts.items() for a in ("-o", f"{k}={v}")], "optnet")
+    net = json.loads(nbc.ok("network", "inspect", "optnet"))[0]
+    assert net["Options"] == opts
+    subnet = net["IPAM"]["Config"][0]["Subnet"]
+    port = free_port()
+    cid = nbc.ok("run", "-d", "--network", "optnet", "--name", "oa", "-p", f"{port}:80", "bb:1", "sh", "-c", HTTPD)
+    assert "mtu 1400" in subprocess.run(["ip", "link", "show", br], capture_output=True, text=True).stdout
+    assert nbc.ok("exec", "oa", "cat", "/sys/class/net/eth0/mtu") == "1400"
+    assert nbc.ok("port", cid) == f"80/tcp -> 127.0.0.1:{port}"  # bound to the network's host address
+    assert fetch(f"http://127.0.0.1:{port}/").startswith("hello-")
+    other = nbc("run", "--rm", "--network", "optnet", "bb:1", *http_get("oa"))
+    assert b"hello-" not in other.stdout  # enable_icc=false: containers of the network cannot talk
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert not [l for l in rules.splitlines() if f"-s {subnet}" in l and "MASQUERADE" in l]
+    assert [l for l in rules.splitlines() if f"-i {br} -o {br}" in l and "-j DROP" in l]
+
+
+@pytest.mark.parametrize("opt, named", [("com.docker.network.bridge.foo=1", "com.docker.network.bridge.foo"),
+                                        ("com.docker.network.driver.mtu=12", "'12'"),
+                                        ("com.docker.network.bridge.enable_icc=maybe", "'maybe'"),
+                                        ("com.docker.network.bridge.name=bad/name", "'bad/name'")])
+def test_network_create_bad_option_is_refused_and_creates_nothing(nbc, opt, named):
+    r = nbc("network", "create", "-o", opt, "badopt")
+    err = r.stderr.decode()
+    assert r.returncode == 125 and named in err and len(err.strip().splitlines()) == 1, err
+    assert "badopt" not in nbc.ok("network", "ls", "--format", "{{.Name}}").split()
