@@ -5,8 +5,8 @@ Flow: extract the archive into a private temp dir under ``ROOT/tmp`` as a virtua
 ``manifest.json`` (preferred, as docker does) or ``index.json`` (a plain OCI layout), *verify*
 everything before storing anything -- config bytes hash to the name they are stored under,
 layer blobs to their descriptors, and every layer's DiffID equals the config's
-``rootfs.diff_ids`` -- and then *store* all images in one create-image job: layers gzip-compressed
-into the content store and unpacked as snapshots exactly as ``create_image`` does, the config
+``rootfs.diff_ids`` -- and then *store* all images in one create-image job: layer blobs stored as
+the archive has them (no recompression) and unpacked as snapshots exactly as ``create_image`` does, the config
 kept byte for byte (so the image id is the one docker shows), then the tags, last.  Any failure
 rolls the job back: the store is left as it was, and the temp dir is always removed.
 """
@@ -18,7 +18,6 @@ import re
 import shutil
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
@@ -331,45 +330,45 @@ def _layer_tar(blob: Blob, tmp: Path, progress: Optional[Callable]) -> Tuple[str
 
 
 # -- storing ------------------------------------------------------------------------------------
+#: layer blobs kept as they are in the archive (other compressions are stored as plain tars)
+_KEPT = {"none": mediatypes.OCI_LAYER, "gzip": mediatypes.OCI_LAYER_GZIP, "zstd": mediatypes.OCI_LAYER_ZSTD}
+
+
 def _store(svc: Any, images: List[_Image], progress: Optional[Callable]) -> List[str]:
     """Store every image in one job (same steps as create_image, config kept byte for byte).
 
-    The DiffIDs are verified already, so chain ids are known up front: a worker thread
-    hashes + gzips each layer into the content store (zlib releases the GIL) while this
-    thread unpacks the same tars into snapshots -- the two halves of create_image overlap.
+    The DiffIDs are verified already, so chain ids are known up front.  Each layer blob is
+    stored as the archive has it (docker's plain tars, or gzip/zstd blobs of an OCI layout):
+    no recompression.  Layers are unpacked here, not on first use, so a layer the extractor
+    refuses fails the load and stores nothing.
     """
     job = _Creation(svc, progress, "load")
     svc.db.add_lease(job.lease, [], expires=time.time() + 24 * 3600)
     done: List[Tuple[_Image, str, int]] = []
     try:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbc-load-compress")
-        try:
-            stored: Dict[Path, Future] = {}
-            for img in images:
-                for tar in img.tars:
-                    if tar not in stored:
-                        stored[tar] = pool.submit(job.store_layer, tar)
-            for img in images:
-                chains = chain_ids(img.diff_ids)
-                for i, tar in enumerate(img.tars):
-                    job.unpack(chains[i], chains[i - 1] if i else None, tar, img.diff_ids[i][7:19])
-            for img in images:
-                descs = []
-                for tar, expected in zip(img.tars, img.diff_ids):
-                    diff_id, desc, _ = stored[tar].result()
-                    if diff_id != expected:  # the tar changed under us (it is in our private dir...)
-                        raise DigestMismatch(expected, diff_id, what=f"layer {tar.name}")
-                    descs.append(desc)
-                job.protect(img.config_digest)
-                existed = svc.content.has(img.config_digest)
-                svc.content.write_bytes(img.config, img.config_digest)
-                if not existed:
-                    job.new_blobs.append(img.config_digest)
-                manifest = make_manifest(Descriptor(mediatypes.OCI_CONFIG, img.config_digest, len(img.config)), descs)
-                manifest_digest, manifest_size = job.write_json(manifest)
-                done.append((img, manifest_digest, manifest_size))
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # nothing may still write when we roll back
+        stored: Dict[str, Descriptor] = {}
+        for img in images:
+            chains = chain_ids(img.diff_ids)
+            for i, tar in enumerate(img.tars):
+                job.unpack(chains[i], chains[i - 1] if i else None, tar, img.diff_ids[i][7:19])
+            descs = []
+            for blob, tar, diff_id in zip(img.layers, img.tars, img.diff_ids):
+                if str(blob.path) not in stored:
+                    with open(blob.path, "rb") as f:
+                        kind = detect(f.read(6))
+                    if kind in _KEPT:
+                        stored[str(blob.path)] = job.store_blob(blob.path, _KEPT[kind], diff_id[7:19])
+                    else:  # xz, bzip2: not an OCI layer encoding, keep the verified plain tar
+                        stored[str(blob.path)] = job.store_blob(tar, mediatypes.OCI_LAYER, diff_id[7:19])
+                descs.append(stored[str(blob.path)])
+            job.protect(img.config_digest)
+            existed = svc.content.has(img.config_digest)
+            svc.content.write_bytes(img.config, img.config_digest)
+            if not existed:
+                job.new_blobs.append(img.config_digest)
+            manifest = make_manifest(Descriptor(mediatypes.OCI_CONFIG, img.config_digest, len(img.config)), descs)
+            manifest_digest, manifest_size = job.write_json(manifest)
+            done.append((img, manifest_digest, manifest_size))
         with svc.records.lock():
             for img, manifest_digest, manifest_size in done:
                 for ref in img.tags:

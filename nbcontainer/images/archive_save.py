@@ -20,6 +20,7 @@ temp dir first -- a tar header needs the size before the data -- then everything
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 import tempfile
@@ -77,8 +78,8 @@ def save(svc: Any, refs: Sequence[str], out: BinaryIO, progress: Optional[Callab
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="save-", dir=base))
     try:
-        layers: Dict[str, Tuple[Path, int]] = {}  # diff id -> (uncompressed tar, size)
-        images = [_prepare(svc, image_id, tags, tmp, layers, progress) for image_id, tags in wanted.items()]
+        layers = _layer_tars(svc, list(wanted), tmp, progress)
+        images = [_prepare(svc, image_id, tags, layers) for image_id, tags in wanted.items()]
         _write_archive(out, images, layers, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -101,20 +102,48 @@ def _tag_of(svc: Any, text: str, image_id: str) -> Optional[Reference]:
     return ref if rec is not None and rec.image_id == image_id else None
 
 
-def _prepare(svc: Any, image_id: str, tags: List[Reference], tmp: Path,
-             layers: Dict[str, Tuple[Path, int]], progress: Optional[Callable]) -> _Saved:
-    config = svc.content.read(image_id)  # verified against its digest
+def _diff_ids(svc: Any, image_id: str) -> List[Tuple[str, str]]:
+    """(stored blob digest, DiffID) of each layer of ``image_id``."""
     try:
-        cfg = json.loads(config)
-        diff_ids = list(cfg["rootfs"]["diff_ids"])
+        diff_ids = list(json.loads(svc.content.read(image_id))["rootfs"]["diff_ids"])
     except (ValueError, KeyError, TypeError):
         raise StoreError(f"image {image_id} has an unreadable config") from None
     stored = svc.manifest(image_id).get("layers") or []
     if len(stored) != len(diff_ids):
         raise StoreError(f"image {image_id}: manifest has {len(stored)} layers, config {len(diff_ids)}")
-    for desc, diff_id in zip(stored, diff_ids):
-        if diff_id not in layers:
-            layers[diff_id] = _decompress(svc, desc["digest"], diff_id, tmp, progress)
+    return [(desc["digest"], diff_id) for desc, diff_id in zip(stored, diff_ids)]
+
+
+def _layer_tars(svc: Any, image_ids: List[str], tmp: Path,
+                progress: Optional[Callable]) -> Dict[str, Tuple[Path, int]]:
+    """DiffID -> (uncompressed tar, size) of every layer the images need, DiffIDs verified.
+
+    Compressed blobs are inflated side by side (zlib and sha256 release the GIL); a blob that
+    is a plain tar already (a loaded docker-archive layer) is read from the store in place."""
+    from concurrent.futures import ThreadPoolExecutor
+    wanted: Dict[str, str] = {}
+    for image_id in image_ids:
+        for blob, diff_id in _diff_ids(svc, image_id):
+            wanted.setdefault(diff_id, blob)
+    out: Dict[str, Tuple[Path, int]] = {}
+    todo = []
+    for diff_id, blob in wanted.items():
+        if blob == diff_id:  # stored uncompressed: its name is its verified DiffID
+            out[diff_id] = (svc.content.path(blob), svc.content.size(blob))
+        else:
+            todo.append((diff_id, blob))
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1, 4),
+                                thread_name_prefix="nbc-save") as pool:
+            futures = {d: pool.submit(_decompress, svc, b, d, tmp, progress) for d, b in todo}
+            for diff_id, fut in futures.items():
+                out[diff_id] = fut.result()
+    return out
+
+
+def _prepare(svc: Any, image_id: str, tags: List[Reference], layers: Dict[str, Tuple[Path, int]]) -> _Saved:
+    config = svc.content.read(image_id)  # verified against its digest
+    diff_ids = [d for _, d in _diff_ids(svc, image_id)]
     manifest = make_manifest(Descriptor(mediatypes.OCI_CONFIG, image_id, len(config)),
                              [Descriptor(mediatypes.OCI_LAYER, d, layers[d][1]) for d in diff_ids])
     data = canonical_json(manifest)
@@ -227,6 +256,21 @@ def _pad(out: BinaryIO, size: int) -> None:
 def _copy(path: Path, size: int, out: BinaryIO, name: str) -> None:
     copied = 0
     with open(path, "rb") as f:
+        try:
+            out_fd = out.fileno()
+        except (AttributeError, OSError, ValueError):  # not a real file (BytesIO, a wrapper)
+            out_fd = -1
+        if out_fd >= 0:
+            out.flush()  # our buffered bytes first: sendfile writes at the descriptor's offset
+            try:
+                while copied < size:  # in the kernel: no copy through Python
+                    n = os.sendfile(out_fd, f.fileno(), copied, min(size - copied, 1 << 30))
+                    if n == 0:
+                        break
+                    copied += n
+            except OSError:
+                pass  # e.g. a descriptor sendfile cannot write: copy the rest below
+            f.seek(copied)  # sendfile read at an offset, not at f's position
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             out.write(chunk)
             copied += len(chunk)

@@ -101,6 +101,23 @@ class _Creation:
         emit(Progress(self.operation, diff.digest[7:19], "Layer stored", diff.size, total), self.progress)
         return diff.digest, Descriptor(mediatypes.OCI_LAYER_GZIP, digest, size), diff.size
 
+    def store_blob(self, path: Path, media_type: str, label: str) -> Descriptor:
+        """Store a layer blob byte for byte (a loaded archive's own gzip, zstd or plain tar):
+        nothing is recompressed, so a load costs one copy."""
+        content = self.svc.content
+        total = os.path.getsize(path)
+        with open(path, "rb") as src, content.ingest(f"layer-{Path(path).name}") as ing:
+            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                ing.write(chunk)
+            digest, size = ing.digest, ing.offset
+            self.protect(digest)
+            existed = content.has(digest)
+            ing.commit()
+        if not existed:
+            self.new_blobs.append(digest)
+        emit(Progress(self.operation, label, "Layer stored", total, total), self.progress)
+        return Descriptor(media_type, digest, size)
+
     def unpack(self, chain_id: str, parent: Optional[str], path: Path, label: str) -> None:
         snaps = self.svc.snapshots
         self.protect(chain_id)

@@ -180,6 +180,18 @@ def test_oci_layout_tar_with_gzip_layers(svc):
     assert read_file(svc, svc.resolve("example.com/app:2"), "etc/hello") == b"hello from the archive\n"
 
 
+def test_layer_blobs_are_stored_as_the_archive_has_them(svc):
+    """No recompression: a docker-archive's plain tar stays plain, an OCI layout's gzip blob keeps its digest."""
+    load(svc, io.BytesIO(legacy_archive([LAYER])))
+    (desc,) = svc.manifest(svc.resolve("legacy:1"))["layers"]
+    assert desc["mediaType"] == "application/vnd.oci.image.layer.v1.tar" and desc["digest"] == "sha256:" + sha(LAYER)
+    files = oci_layout_files([LAYER], config=config_for([LAYER], author="another image"))
+    load(svc, io.BytesIO(tar_of(files)))
+    (desc,) = svc.manifest(svc.resolve("example.com/app:2"))["layers"]
+    gz_blobs = ["sha256:" + sha(data) for name, data in files.items() if name.startswith("blobs/") and data[:2] == b"\x1f\x8b"]
+    assert desc["mediaType"].endswith("tar+gzip") and desc["digest"] in gz_blobs
+
+
 def test_oci_layout_bare_tag_loads_untagged(svc):
     files = oci_layout_files([LAYER], ref_name="latest")
     (loaded,) = load(svc, io.BytesIO(tar_of(files)))

@@ -166,3 +166,23 @@ def test_corrupt_layer_blob_is_reported(svc):
     path.write_bytes(gzip.compress(tar_of({"a": b"tampered"}), mtime=0))
     with pytest.raises(Exception, match="digest mismatch"):
         saved(svc, ["demo:1"])
+
+
+def test_plain_and_gzip_layers_saved_to_a_file_and_a_stream_alike(svc, tmp_path):
+    """A loaded plain-tar layer is copied from the store in place, a gzip one inflated; a real file
+    gets the bytes through sendfile, a stream through Python: both archives are the same."""
+    from nbcontainer.images.archive_load import load
+    gz_id = imp(svc, {"etc/a": b"gzip layer\n"}, "gz:1")
+    first = io.BytesIO()
+    save(svc, ["gz:1"], first)
+    load(svc, io.BytesIO(first.getvalue()))  # same image id: nothing new stored
+    other = make_service(tmp_path / "other")
+    load(other, io.BytesIO(first.getvalue()))  # a fresh store keeps the plain tar as its blob
+    (desc,) = other.manifest(gz_id)["layers"]
+    assert desc["digest"] == json.loads(other.content.read(gz_id))["rootfs"]["diff_ids"][0]
+    to_file = tmp_path / "out.tar"
+    with open(to_file, "wb") as f:
+        save(other, ["gz:1"], f)
+    to_stream = io.BytesIO()
+    save(other, ["gz:1"], to_stream)
+    assert to_file.read_bytes() == to_stream.getvalue() == first.getvalue()
