@@ -213,11 +213,12 @@ def _chown_extracted(root: Path, dest: str, archive: str, owner: Tuple[int, int]
     """Give every entry the archive created under ``dest`` the ``--chown`` owner.  Each entry's
     parent is resolved inside ``root`` (an archive's own symlinks cannot lead out of it) and
     the entry itself is never followed."""
-    import tarfile
     from ..oci.compression import open_decompressed
 
     names = set()
-    with open(archive, "rb") as f, tarfile.open(fileobj=open_decompressed(f), mode="r|") as tf:
+    from ..oci.tarstream import open_stream
+
+    with open(archive, "rb") as f, open_stream(open_decompressed(f)) as tf:
         for ti in tf:
             rel = posixpath.normpath("/" + ti.name).lstrip("/")
             base = posixpath.basename(rel)

@@ -21,6 +21,7 @@ from ..errors import InvalidArgument, NbContainerError, StoreError
 from ..events import Progress, emit
 from ..oci.compression import open_decompressed
 from ..oci.digest import Digester
+from ..oci.tarstream import open_stream
 
 MAX_HOPS = 40  # symlinks followed while resolving one archive path
 MAX_JSON = 64 << 20  # manifest.json / index.json / configs larger than this are refused
@@ -218,7 +219,7 @@ def extract_archive(stream: BinaryIO, dest: Path, progress: Optional[Callable] =
     plain = _Counting(plain_stream)  # type: ignore[arg-type]
     try:
         try:
-            tf = tarfile.open(fileobj=plain, mode="r|")  # type: ignore[arg-type]
+            tf = open_stream(plain)  # type: ignore[arg-type]
         except tarfile.ReadError as e:
             raise _Corrupt(f"not a tar archive ({e})") from None
         n = 0

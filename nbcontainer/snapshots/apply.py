@@ -26,6 +26,7 @@ from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple
 from ..errors import LayerError
 from ..events import Progress, emit
 from .._linux import openat2 as _oa2
+from ..oci.tarstream import ForwardReader, open_stream
 
 __all__ = ["ApplyStats", "apply_layer", "WHITEOUT_PREFIX", "WHITEOUT_META", "WHITEOUT_OPAQUE"]
 
@@ -70,19 +71,6 @@ class _NoGlobals(dict):
 
     def update(self, *args, **kwargs) -> None:
         return None
-
-
-class _CountingReader:
-    """Read-through wrapper that remembers how many bytes the tar parser consumed."""
-
-    def __init__(self, raw: BinaryIO):
-        self.raw = raw
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.count += len(data)
-        return data
 
 
 def _clean(name: str) -> List[str]:
@@ -488,11 +476,11 @@ def apply_layer(stream: BinaryIO, root: str | os.PathLike, *, same_owner: Option
         ex = _Extractor(os.fspath(root), same_owner, progress, progress_id, max_bytes, max_entries)
     except OSError as e:
         raise LayerError(f"cannot open extraction root {os.fspath(root)!r}: {e.strerror}") from None
-    reader = _CountingReader(stream)
+    reader = ForwardReader(stream)
     current = ""
     try:
         try:
-            tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT, pax_headers=_NoGlobals())
+            tf = open_stream(reader, format=tarfile.PAX_FORMAT, pax_headers=_NoGlobals())
         except tarfile.ReadError as e:
             if reader.count == 0:
                 return ex.stats  # a zero-byte stream: an empty layer
