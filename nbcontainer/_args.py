@@ -115,11 +115,36 @@ _RUN_ARGS: Tuple[Arg, ...] = (
     A("--privileged", action="store_true", default=None, help="Give extended privileges to this container"),
     A("--cap-add", action="append", metavar="LIST", help="Add Linux capabilities"),
     A("--cap-drop", action="append", metavar="LIST", help="Drop Linux capabilities"),
+    A("--device", action="append", default=[], metavar="LIST", help="Add a host device to the container"),
+    A("--device-cgroup-rule", action="append", default=[], metavar="LIST",
+      help="Add a rule to the cgroup allowed devices list"),
+    A("--sysctl", action="append", default=[], metavar="MAP", help="Sysctl options"),
     A("-m", "--memory", metavar="BYTES", help="Memory limit"),
+    A("--memory-swap", metavar="BYTES", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
+    A("--memory-reservation", metavar="BYTES", help="Memory soft limit"),
     A("--cpus", metavar="DECIMAL", help="Number of CPUs"),
-    A("--pids-limit", type=int, metavar="INT", help="Tune container pids limit (set -1 for unlimited)"),
-    A("--restart", metavar="STRING", refused="--restart is not supported yet (there is no daemon to restart containers)",
-      help="Restart policy (not supported)"),
+    A("-c", "--cpu-shares", metavar="INT", help="CPU shares (relative weight)"),
+    A("--cpuset-cpus", metavar="STRING", help="CPUs in which to allow execution (0-3, 0,1)"),
+    A("--pids-limit", metavar="INT", help="Tune container pids limit (set -1 for unlimited)"),
+    A("--ulimit", action="append", default=[], metavar="ULIMIT", help="Ulimit options (name=soft[:hard])"),
+    A("--cpu-period", metavar="INT", refused="--cpu-period is not supported (use --cpus)", help="(not supported; use --cpus)"),
+    A("--cpu-quota", metavar="INT", refused="--cpu-quota is not supported (use --cpus)", help="(not supported; use --cpus)"),
+    A("--cpuset-mems", metavar="STRING", refused="--cpuset-mems is not supported", help="(not supported)"),
+    A("--blkio-weight", metavar="UINT16", refused="--blkio-weight is not supported", help="(not supported)"),
+    A("--oom-kill-disable", action="store_true", default=None, refused="--oom-kill-disable is not supported",
+      help="(not supported)"),
+    A("--memory-swappiness", metavar="INT", refused="--memory-swappiness is not supported", help="(not supported)"),
+    A("--restart", metavar="STRING",
+      help="Restart policy to apply when a container exits (no, on-failure[:max-retries], always, unless-stopped)"),
+    A("--health-cmd", metavar="STRING", help="Command to run to check health"),
+    A("--health-interval", metavar="DURATION", help="Time between running the check (ms|s|m|h) (default 0s)"),
+    A("--health-timeout", metavar="DURATION", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
+    A("--health-retries", type=int, metavar="INT", help="Consecutive failures needed to report unhealthy"),
+    A("--health-start-period", metavar="DURATION",
+      help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h)"),
+    A("--health-start-interval", metavar="DURATION",
+      help="Time between running the check during the start period (ms|s|m|h)"),
+    _flag("--no-healthcheck", help="Disable any container-specified HEALTHCHECK"),
     A("--pull", metavar="STRING", refused="--pull is not supported yet (registry issue)", help="Pull image before running"),
     A("--platform", metavar="STRING", refused="--platform is not supported (only the host platform runs)",
       help="Set platform (not supported)"),
@@ -341,6 +366,10 @@ _SPECS: List[VerbSpec] = [
         _flag("-f", "--force", help="Do not prompt for confirmation"),
         _flag("--volumes", help="Prune anonymous volumes"),
     )),
+    VerbSpec("system check", "Verify the store (blobs, records, snapshots) and find crash leftovers", (
+        _flag("--repair", help="Remove leftovers and orphans and fix broken records, then check again"),
+        _flag("--no-verify", help="Do not re-hash every blob (faster)"), FORMAT,
+    )),
     VerbSpec("info", "Display system-wide information", (FORMAT,)),
     VerbSpec("version", "Show the nbcontainer version information", (FORMAT,)),
     VerbSpec("volume create", "Create a volume", (
@@ -404,6 +433,38 @@ _SPECS: List[VerbSpec] = [
     VerbSpec("port", "List port mappings or a specific mapping for the container", (
         A("container", metavar="CONTAINER"), A("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]"),
     )),
+    # -- resources (cli/commands_stats.py) ---------------------------------------------------
+    VerbSpec("stats", "Display a live stream of container(s) resource usage statistics", (
+        _flag("-a", "--all", help="Show all containers (default shows just running)"),
+        A("--format", metavar="STRING", help="Format output: 'table', 'json' or a Go template like '{{.CPUPerc}}'"),
+        _flag("--no-stream", help="Disable streaming stats and only pull the first result"),
+        NO_TRUNC,
+        A("containers", nargs="*", metavar="CONTAINER"),
+    )),
+    VerbSpec("top", "Display the running processes of a container", (
+        A("container", metavar="CONTAINER"),
+        A("ps_args", nargs=argparse.REMAINDER, metavar="[ps OPTIONS]"),
+    ), help_flags=("--help",)),
+    VerbSpec("update", "Update configuration of one or more containers", (
+        A("-m", "--memory", metavar="BYTES", help="Memory limit"),
+        A("--memory-swap", metavar="BYTES", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap"),
+        A("--memory-reservation", metavar="BYTES", help="Memory soft limit"),
+        A("--cpus", metavar="DECIMAL", help="Number of CPUs"),
+        A("-c", "--cpu-shares", metavar="INT", help="CPU shares (relative weight)"),
+        A("--cpuset-cpus", metavar="STRING", help="CPUs in which to allow execution (0-3, 0,1)"),
+        A("--pids-limit", metavar="INT", help="Tune container pids limit (set -1 for unlimited)"),
+        A("--restart", metavar="STRING",
+          help="Restart policy to apply when a container exits (only while it is not running)"),
+        A("--cpu-period", metavar="INT", refused="--cpu-period is not supported (use --cpus)",
+          help="Limit CPU CFS period (not supported; use --cpus)"),
+        A("--cpu-quota", metavar="INT", refused="--cpu-quota is not supported (use --cpus)",
+          help="Limit CPU CFS quota (not supported; use --cpus)"),
+        A("--cpuset-mems", metavar="STRING", refused="--cpuset-mems is not supported",
+          help="MEMs in which to allow execution (not supported)"),
+        A("--blkio-weight", metavar="UINT16", refused="--blkio-weight is not supported",
+          help="Block IO (relative weight) (not supported)"),
+        A("containers", nargs="+", metavar="CONTAINER"),
+    )),
     VerbSpec("volume prune", "Remove unused local volumes", (
         _flag("-a", "--all", help="Remove all unused volumes, not just anonymous ones"),
         _flag("-f", "--force", help="Do not prompt for confirmation"),
@@ -421,7 +482,8 @@ ALIASES: Dict[str, str] = {
     "volume list": "volume ls", "volume remove": "volume rm", "system info": "info",
     "network list": "network ls", "network remove": "network rm", "container port": "port",
 }
-for _v in ("run", "create", "start", "logs", "stop", "restart", "kill", "wait", "exec", "attach"):
+for _v in ("run", "create", "start", "logs", "stop", "restart", "kill", "wait", "exec", "attach", "stats", "top",
+           "update"):
     ALIASES[f"container {_v}"] = _v
 
 #: words that start a two-word verb ("image inspect")
@@ -464,8 +526,28 @@ class ArgParser(argparse.ArgumentParser):
             return
         super()._print_message(message, file)
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        self._argv = list(args) if args is not None else sys.argv[1:]
+        return super().parse_args(args, namespace)
+
+    def _unknown_flag(self) -> Optional[str]:
+        """The first flag-looking word argparse does not know (docker reports it before a missing argument)."""
+        known, prev, prev_word = self._option_string_actions, None, ""
+        for word in getattr(self, "_argv", ()):
+            if word == "--":
+                return None
+            flag = word.split("=", 1)[0]
+            takes_value = prev is not None and prev.nargs != 0 and "=" not in prev_word
+            if word.startswith("-") and len(word) > 1 and flag not in known and not takes_value:
+                return f"unknown flag: {flag}" if word.startswith("--") else \
+                    f"unknown shorthand flag: {word[1]!r} in {word}"
+            prev, prev_word = known.get(flag), word
+        return None
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        if message.startswith("the following arguments are required"):
+        if message.startswith("the following arguments are required") and self._unknown_flag():
+            message = self._unknown_flag() or message
+        elif message.startswith("the following arguments are required"):
             # docker's wording: "nbc run" requires at least 1 argument
             n = sum(1 for a in self._actions if not a.option_strings and a.nargs in (None, "+"))
             message = f'"{self.prog}" requires at least {n} argument{"s" if n != 1 else ""}'
@@ -587,8 +669,13 @@ def run_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
     if getattr(ns, "publish_all", False):
         kw["publish_all_ports"] = True
     simple = {"ip": "ip", "name": "name", "workdir": "working_dir", "user": "user", "hostname": "hostname",
-              "stop_signal": "stop_signal", "stop_timeout": "stop_timeout",
+              "stop_signal": "stop_signal", "stop_timeout": "stop_timeout", "restart": "restart_policy",
+              "health_cmd": "health_cmd", "health_interval": "health_interval", "health_timeout": "health_timeout",
+              "health_retries": "health_retries", "health_start_period": "health_start_period",
+              "health_start_interval": "health_start_interval", "no_healthcheck": "no_healthcheck",
               "memory": "mem_limit", "cpus": "cpus", "pids_limit": "pids_limit", "network": "network_mode",
+              "memory_swap": "memswap_limit", "memory_reservation": "mem_reservation", "cpu_shares": "cpu_shares",
+              "cpuset_cpus": "cpuset_cpus",
               "privileged": "privileged", "cap_add": "cap_add", "cap_drop": "cap_drop",
               "domainname": "domainname", "shm_size": "shm_size"}
     for attr, key in simple.items():
@@ -598,7 +685,8 @@ def run_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
     lists = {"env": "environment", "env_file": "env_file", "volume": "volumes", "mount": "mounts",
              "tmpfs": "tmpfs", "label": "labels", "security_opt": "security_opt", "add_host": "extra_hosts",
              "publish": "ports", "dns": "dns", "dns_search": "dns_search", "dns_option": "dns_opt",
-             "network_alias": "network_aliases",
+             "network_alias": "network_aliases", "ulimit": "ulimits",
+             "device": "devices", "device_cgroup_rule": "device_cgroup_rules", "sysctl": "sysctls",
              "expose": "expose", "group_add": "group_add"}
     for attr, key in lists.items():
         value = getattr(ns, attr, None)
@@ -608,6 +696,14 @@ def run_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
         # docker CLI: --entrypoint is one executable (an empty string resets the image's)
         kw["entrypoint"] = [ns.entrypoint] if ns.entrypoint else []
     return {k: v for k, v in kw.items() if v is not False}
+
+
+def update_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:
+    """Map a parsed ``update`` namespace to docker-py ``Container.update`` keywords (given flags only)."""
+    names = {"memory": "mem_limit", "memory_swap": "memswap_limit", "memory_reservation": "mem_reservation",
+             "cpus": "cpus", "cpu_shares": "cpu_shares", "cpuset_cpus": "cpuset_cpus", "pids_limit": "pids_limit",
+             "restart": "restart_policy"}
+    return {key: getattr(ns, attr) for attr, key in names.items() if getattr(ns, attr, None) is not None}
 
 
 def exec_kwargs(ns: argparse.Namespace) -> Dict[str, Any]:

@@ -168,6 +168,7 @@ class NbClient:
             "OSType": "linux", "Architecture": platform.machine(), "KernelVersion": platform.release(),
             "NCPU": os.cpu_count() or 1, "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
             "SecurityOptions": ["name=seccomp,profile=builtin"], "Name": platform.node(),
+            **_cgroup_info(),
         }
 
     def df(self) -> Dict[str, Any]:
@@ -186,6 +187,15 @@ class NbClient:
         out.setdefault("BuildCache", [])
         return out
 
+    def system_check(self, repair: bool = False, verify: bool = True) -> Dict[str, Any]:
+        """``nbc system check``: verify every blob, record and snapshot of the store and find
+        crash leftovers; with ``repair`` remove leftovers/orphans and fix records, then check
+        again.  Returns {"Problems": [{"Kind", "Object", "Message", "Repairable"}...],
+        "Repaired": [str...], "Checked": {...}, "Clean": bool} (see nbcontainer/maintenance)."""
+        from .maintenance import check_store
+        return check_store(self.paths, self.db, self.content, self.snapshots, repair=repair,
+                           images=self.image_service, verify_blobs=verify).to_dict()
+
     def close(self) -> None:
         """Release the database connection (the client can be used again afterwards)."""
         db = self._cache.get("db")
@@ -200,6 +210,15 @@ class NbClient:
 
     def __repr__(self) -> str:
         return f"<NbClient root={str(self._root or '') or 'default'!s}>"
+
+
+def _cgroup_info() -> Dict[str, Any]:
+    """CgroupVersion and the enforceable limits (MemoryLimit, SwapLimit, CpuCfsQuota, ...)."""
+    try:
+        from .runtime.cgroups import host_support
+        return host_support()
+    except OSError:
+        return {}
 
 
 def _arch() -> str:

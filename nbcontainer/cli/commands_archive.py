@@ -22,7 +22,10 @@ def _write_output(ctx: Any, output: str, write: Callable[[BinaryIO], None], what
         stream.flush()
         return
     directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".nbc-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".nbc-", dir=directory)
+    except OSError as e:  # docker: invalid output path: directory "..." does not exist
+        raise InvalidArgument(f"invalid output path {output!r}: {e.strerror}", value=output, what="--output") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -1,4 +1,4 @@
-"""System verbs: system df, system prune, info, version."""
+"""System verbs: system df, system prune, system check, info, version."""
 from __future__ import annotations
 
 import json
@@ -133,7 +133,7 @@ def cmd_info(ctx: Any, ns: Any) -> int:
         return 0
     lines = ["Server:"]
     for key in ("Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images", "ServerVersion",
-                "Driver", "LoggingDriver", "CgroupDriver", "KernelVersion", "OperatingSystem", "OSType",
+                "Driver", "LoggingDriver", "CgroupDriver", "CgroupVersion", "KernelVersion", "OperatingSystem", "OSType",
                 "Architecture", "NCPU", "Name", "DockerRootDir", "RunRoot"):
         if key in info:
             lines.append(f" {key}: {info[key]}")
@@ -141,4 +141,24 @@ def cmd_info(ctx: Any, ns: Any) -> int:
     return 0
 
 
-COMMANDS = {"system df": cmd_system_df, "system prune": cmd_system_prune, "version": cmd_version, "info": cmd_info}
+def cmd_system_check(ctx: Any, ns: Any) -> int:
+    """Print one line per repair done and per problem left; exit 1 while problems remain."""
+    report = ctx.client.system_check(repair=ns.repair, verify=not ns.no_verify)
+    if ns.format == "json":
+        ctx.out(json.dumps(report, separators=(",", ":")))
+    elif ns.format:
+        from .formatting import format_objects
+        ctx.out(format_objects(ns.format, [report]))
+    else:
+        lines = [f"repaired: {line}" for line in report["Repaired"]]
+        lines += [f"{p['Kind']}: {p['Object']}: {p['Message']}" for p in report["Problems"]]
+        checked = ", ".join(f"{n} {k.lower()}" for k, n in report["Checked"].items())
+        problems = len(report["Problems"])
+        lines.append(f"checked {checked}: " + (f"{problems} problem{'s' if problems != 1 else ''} found"
+                                               if problems else "no problems found"))
+        ctx.out("\n".join(lines))
+    return 0 if report["Clean"] else 1
+
+
+COMMANDS = {"system df": cmd_system_df, "system prune": cmd_system_prune, "system check": cmd_system_check,
+            "version": cmd_version, "info": cmd_info}

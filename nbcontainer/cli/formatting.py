@@ -166,6 +166,10 @@ def render_template(fmt: str, obj: Any) -> str:
 
 
 def _unescape(fmt: str) -> str:
+    """Turn the escapes docker users type into tabs/newlines, and refuse an unclosed ``{{`` (Go's
+    parser does, even when there is nothing to render)."""
+    if "{{" in _ACTION.sub("", fmt):
+        raise InvalidArgument(f"template parsing error: unclosed action in {fmt!r}", value=fmt, what="--format")
     return fmt.replace("\\t", "\t").replace("\\n", "\n")
 
 

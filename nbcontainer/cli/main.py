@@ -73,7 +73,7 @@ class Context:
 
 
 _MODULES = ("commands_images", "commands_containers", "commands_system", "commands_volumes", "commands_archive",
-            "commands_registry", "commands_network", "commands_build")
+            "commands_registry", "commands_network", "commands_build", "commands_stats")
 _BUILD_VERBS = {"build", "commit", "builder prune"}
 _ARCHIVE_VERBS = {"save", "load", "export"}
 _REGISTRY_VERBS = {"pull", "push", "login", "logout", "search"}
@@ -95,6 +95,8 @@ def _handler(verb: str) -> Handler:
         first = "commands_network"
     elif verb.startswith("volume "):
         first = "commands_volumes"
+    elif verb in ("stats", "top", "update"):
+        first = "commands_stats"
     elif verb.startswith("system ") or verb in ("info", "version"):
         first = "commands_system"
     else:
@@ -206,7 +208,7 @@ def _main(argv: Optional[Sequence[str]] = None, *, client: Any = None, stdout: O
         err.write(error_line(e) + "\n")
         return e.exit_code
     except NbContainerError as e:
-        err.write(error_line(e) + "\n")
+        err.write((_no_space(e, argv) or error_line(e)) + "\n")
         return 125
     except KeyboardInterrupt:
         return 130
@@ -218,6 +220,25 @@ def _main(argv: Optional[Sequence[str]] = None, *, client: Any = None, stdout: O
         except (OSError, ValueError):
             pass
         return 0
+    except Exception as e:  # a full disk under any other error: one line, exit 125 (anything else: a bug)
+        line = _no_space(e, argv)
+        if line is None:
+            raise
+        err.write(line + "\n")
+        return 125
+
+
+def _no_space(exc: BaseException, argv: List[str]) -> Optional[str]:
+    """The one-line error of a full disk (see nospace.py), else None."""
+    from .nospace import find_no_space, no_space_line
+    if find_no_space(exc) is None:
+        return None
+    from ..paths import default_root
+    try:
+        root = _split_globals(list(argv))[0].get("root") or default_root()
+    except Exception:  # noqa: BLE001 - only for naming the path
+        root = default_root()
+    return no_space_line(exc, root)
 
 
 def console_main() -> None:

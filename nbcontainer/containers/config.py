@@ -171,6 +171,10 @@ def build_config(image_ref: str, image_config: Mapping[str, Any], command: Union
     cap_add = [caps_mod.normalize_cap(c) if c.strip().upper() not in ("ALL", "CAP_ALL") else "ALL" for c in o.cap_add]
     cap_drop = [caps_mod.normalize_cap(c) if c.strip().upper() not in ("ALL", "CAP_ALL") else "ALL" for c in o.cap_drop]
     secopts = _security_opts(o.security_opt)
+    from .devices_opt import parse_cgroup_rule, parse_devices
+    from .sysctl import validate_sysctls
+    devices = parse_devices(o.devices)  # host nodes checked now: nothing is created for a bad one
+    device_rules = [parse_cgroup_rule(r) for r in o.device_cgroup_rules]
     security_opt = list(o.security_opt)
     if secopts["seccomp"] not in (None, "unconfined"):
         import json
@@ -181,6 +185,10 @@ def build_config(image_ref: str, image_config: Mapping[str, Any], command: Union
         security_opt.append("seccomp=" + json.dumps(profile, separators=(",", ":")))
     extra_hosts = [f"{n}:{a}" for n, a in (parse_add_host(h) for h in o.add_host)]
     shm_size = opt.parse_size(o.shm_size, what="--shm-size") if o.shm_size is not None else 64 << 20
+    from .resources import host_config_fields  # --memory, --cpus, --ulimit...: checked before anything exists
+    limits = host_config_fields({k: getattr(o, k, None) for k in (
+        "mem_limit", "memswap_limit", "mem_reservation", "cpus", "nano_cpus", "cpu_shares", "cpuset_cpus",
+        "pids_limit", "ulimits")})
     if shm_size <= 0:
         raise InvalidArgument(f"invalid --shm-size: {o.shm_size!r}", o.shm_size, "--shm-size")
     for g in o.group_add:
@@ -211,6 +219,9 @@ def build_config(image_ref: str, image_config: Mapping[str, Any], command: Union
     if o.init and not find_init_binary():
         raise NotSupported("--init: no init binary found on the host (install catatonit or tini, "
                            "or set NBCONTAINER_INIT)")
+    from .restart_health import healthcheck, restart_policy
+    policy = restart_policy(o)
+    health_cfg = healthcheck(o, ic.get("Healthcheck"))
     config = {
         "Hostname": o.hostname or "", "Domainname": o.domainname or "", "User": user,
         "AttachStdin": bool(o.stdin_open and not o.detach), "AttachStdout": not o.detach,
@@ -222,9 +233,11 @@ def build_config(image_ref: str, image_config: Mapping[str, Any], command: Union
     }
     if stop_timeout is not None:
         config["StopTimeout"] = stop_timeout
+    if health_cfg is not None:
+        config["Healthcheck"] = health_cfg
     host_config = {
         "Binds": binds or None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-        "NetworkMode": network, "PortBindings": port_bindings, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "NetworkMode": network, "PortBindings": port_bindings, "RestartPolicy": policy,
         "AutoRemove": bool(o.auto_remove), "VolumeDriver": "", "VolumesFrom": None,
         "CapAdd": cap_add or None, "CapDrop": cap_drop or None, "CgroupnsMode": "private",
         "Dns": list(o.dns), "DnsOptions": list(o.dns_option), "DnsSearch": list(o.dns_search), "ExtraHosts": extra_hosts or None,
@@ -233,6 +246,10 @@ def build_config(image_ref: str, image_config: Mapping[str, Any], command: Union
         "ReadonlyRootfs": bool(o.read_only), "SecurityOpt": security_opt or None,
         "UTSMode": "", "UsernsMode": "", "ShmSize": shm_size, "Runtime": "nbcontainer",
         "Isolation": "", "Mounts": mounts_cfg or None, "Tmpfs": tmpfs or None, "Init": bool(o.init),
-        "MaskedPaths": None, "ReadonlyPaths": None,
+        "MaskedPaths": None, "ReadonlyPaths": None, **limits,
+        "Devices": devices, "DeviceCgroupRules": device_rules or None,
     }
+    sysctls = validate_sysctls(o.sysctls, network)
+    if sysctls:
+        host_config["Sysctls"] = sysctls
     return config, host_config, plan

@@ -73,12 +73,59 @@ def _network_settings(attrs: Mapping[str, Any], state: Mapping[str, Any]) -> Dic
     return ns
 
 
+def supervisor_options(attrs: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the supervisor applies itself: ``restart_policy`` and ``healthcheck`` keywords of
+    ``Runtime.create`` (only those set, so a runtime without them still works)."""
+    out: Dict[str, Any] = {}
+    policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+    if policy.get("Name") not in (None, "", "no"):
+        out["restart_policy"] = dict(policy)
+    hc = (attrs.get("Config") or {}).get("Healthcheck") or {}
+    if (hc.get("Test") or ["NONE"])[0] != "NONE":
+        out["healthcheck"] = dict(hc)
+    return out
+
+
+_health_seen: Dict[str, str] = {}  # container id -> the health status this process last reported
+
+
+def apply_supervisor_state(row: Mapping[str, Any], state: Dict[str, Any], rs: Any) -> None:
+    """Copy what the supervisor keeps (RestartCount, State.Health) from runtime state ``rs``
+    into ``row`` (in memory) and ``state``.
+
+    The supervisor is another process, so a change of health is published here, when this
+    process first sees it: a ``health_status: <status>`` container Lifecycle event, as docker's."""
+    count = getattr(rs, "restart_count", None)
+    if count is not None:
+        row["attrs"]["RestartCount"] = count
+    health = getattr(rs, "health", None)
+    if health:
+        state["Health"] = health
+        status = health.get("Status") or ""
+        if _health_seen.get(row["id"]) != status:
+            _health_seen[row["id"]] = status
+            if status != "starting":
+                from ..events import Lifecycle, emit
+                emit(Lifecycle("container", f"health_status: {status}", row["id"], row.get("name", "")))
+
+
+def _health_suffix(state: Mapping[str, Any]) -> str:
+    status = (state.get("Health") or {}).get("Status")
+    if status == "starting":
+        return " (health: starting)"
+    return f" ({status})" if status in ("healthy", "unhealthy") else ""
+
+
 def status_text(state: Mapping[str, Any], now: float | None = None) -> str:
-    """``Up 3 seconds`` / ``Exited (0) 5 seconds ago`` / ``Created`` (docker ps STATUS)."""
+    """``Up 3 seconds (healthy)`` / ``Restarting (1) 2 seconds ago`` / ``Exited (0) 5 seconds
+    ago`` / ``Created`` (docker ps STATUS)."""
     now = time.time() if now is None else now
+    if state.get("Restarting"):
+        finished = parse_rfc3339(state.get("FinishedAt") or "") or now
+        return f"Restarting ({state.get('ExitCode', 0)}) {human_duration(max(0.0, now - finished))} ago"
     if state.get("Running"):
         started = parse_rfc3339(state.get("StartedAt") or "") or now
-        return "Up " + human_duration(max(0.0, now - started))
+        return "Up " + human_duration(max(0.0, now - started)) + _health_suffix(state)
     if state.get("Status") == "exited":
         finished = parse_rfc3339(state.get("FinishedAt") or "")
         if finished is None:
@@ -127,7 +174,7 @@ _STATUSES = ("created", "restarting", "running", "removing", "paused", "exited",
 
 def match_filters(summary: Mapping[str, Any], row: Mapping[str, Any], state: Mapping[str, Any],
                   filters: Mapping[str, Any]) -> bool:
-    """docker ps ``--filter``: id, name (regexp), label (key or key=value), status, exited, ancestor.
+    """docker ps ``--filter``: id, name (regexp), label (key or key=value), status, exited, health, ancestor.
 
     Values of one key are OR-ed, different keys AND-ed, like docker.
     """
@@ -154,6 +201,12 @@ def match_filters(summary: Mapping[str, Any], row: Mapping[str, Any], state: Map
             ok = state.get("Status") in values
         elif key == "exited":
             ok = state.get("Status") == "exited" and any(str(state.get("ExitCode")) == str(v) for v in values)
+        elif key == "health":
+            for v in values:
+                if v not in ("starting", "healthy", "unhealthy", "none"):
+                    raise InvalidArgument(f"Unrecognised filter value for health: {v}", v, "--filter")
+            health = (state.get("Health") or {}).get("Status") or "none"
+            ok = health in values
         elif key == "ancestor":
             ok = any(str(v) in (summary["Image"], summary["ImageID"]) or summary["ImageID"].startswith(
                 "sha256:" + str(v)) for v in values)

@@ -58,6 +58,9 @@ class RunOptions:
     cap_drop: Sequence[str] = ()
     security_opt: Sequence[str] = ()
     privileged: bool = False
+    devices: Sequence[str] = ()  # --device HOST[:CONTAINER[:PERMS]] (containers/devices_opt.py)
+    device_cgroup_rules: Sequence[str] = ()  # --device-cgroup-rule 'c 1:3 rwm'
+    sysctls: Union[Sequence[str], Mapping[str, str]] = ()  # --sysctl K=V or a dict (containers/sysctl.py)
     network: Optional[str] = None  # "bridge" (default as root), "none", "host", "container:X" or a network name
     publish: Sequence[str] = ()
     publish_all: bool = False
@@ -69,7 +72,27 @@ class RunOptions:
     expose: Sequence[str] = ()
     group_add: Sequence[str] = ()
     shm_size: Optional[Union[int, str]] = None
+    # resource limits, docker-py keyword names (parsed by containers/resources.py)
+    mem_limit: Optional[Union[int, str]] = None  # -m/--memory
+    memswap_limit: Optional[Union[int, str]] = None  # --memory-swap (-1: unlimited swap)
+    mem_reservation: Optional[Union[int, str]] = None  # --memory-reservation
+    cpus: Optional[Union[float, str]] = None  # --cpus (decimal; becomes NanoCpus)
+    nano_cpus: Optional[int] = None
+    cpu_shares: Optional[Union[int, str]] = None  # -c/--cpu-shares
+    cpuset_cpus: Optional[str] = None  # --cpuset-cpus
+    pids_limit: Optional[Union[int, str]] = None  # --pids-limit (0/-1: unlimited)
+    ulimits: Sequence[Any] = ()  # --ulimit name=soft[:hard], dicts or docker.types.Ulimit
     add_host: Sequence[str] = ()
+    # restart policy and health check (containers/restart_health.py; run by the supervisor)
+    restart_policy: Union[None, str, Mapping[str, Any]] = None  # --restart on-failure:3 or docker-py's dict
+    healthcheck: Optional[Mapping[str, Any]] = None  # docker-py's healthcheck dict
+    health_cmd: Optional[str] = None
+    health_interval: Union[None, str, int] = None  # Go durations ("200ms") or nanoseconds
+    health_timeout: Union[None, str, int] = None
+    health_retries: Optional[int] = None
+    health_start_period: Union[None, str, int] = None
+    health_start_interval: Union[None, str, int] = None
+    no_healthcheck: bool = False
     environment_host: Optional[Mapping[str, str]] = field(default=None, repr=False)  # for tests
 
 
@@ -223,7 +246,7 @@ def parse_volume(value: str) -> Dict[str, Any]:
 
     ``/dst`` (anonymous volume), ``name:/dst[:opts]`` (named volume), ``/src:/dst[:opts]`` (bind).
     """
-    if not isinstance(value, str) or value == "":
+    if not isinstance(value, str) or value == "" or "\0" in value:  # (a NUL: only through the API)
         raise InvalidArgument(f"invalid volume specification: {value!r}", value, "-v")
     parts = value.split(":")
     if len(parts) > 3 or any(p == "" for p in parts):

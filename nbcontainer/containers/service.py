@@ -118,11 +118,13 @@ class ContainerService:
         except NbContainerError:
             return None
 
-    def _persist_state(self, cid: str, state: Dict[str, Any]) -> None:
+    def _persist_state(self, cid: str, state: Dict[str, Any], restart_count: Optional[int] = None) -> None:
         row = self.db.get_container(cid)
         if row is None:
             return
         row["attrs"]["State"] = state
+        if restart_count is not None:
+            row["attrs"]["RestartCount"] = restart_count
         self.db.update_container(cid, row["attrs"])
 
     def state(self, cid: str, row: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -138,17 +140,22 @@ class ContainerService:
                 st.update(Status="exited", ExitCode=st.get("ExitCode") or 255, Error="runtime state lost")
                 self._network_teardown(cid)
             return st
+        inspect_mod.apply_supervisor_state(row, st, rs)  # RestartCount, Health
         if rs.status in ("created", "creating"):
             st.update(Status="created", Running=False, Pid=0)
         elif rs.status == "running":
             st.update(Status="running", Running=True, Pid=rs.pid or 0, StartedAt=rs.started_at or st["StartedAt"],
                       Error="", OOMKilled=False, ExitCode=0)  # FinishedAt keeps the previous run's, like docker
+        elif rs.status == "restarting":  # docker counts a restarting container as running
+            st.update(Status="restarting", Running=True, Restarting=True, Pid=0,
+                      ExitCode=rs.exit_code if rs.exit_code is not None else 0, OOMKilled=bool(rs.oom_killed),
+                      StartedAt=rs.started_at or st["StartedAt"], FinishedAt=rs.finished_at or st["FinishedAt"])
         else:  # stopped: record the final status, then forget the runtime state
             st.update(Status="exited", Running=False, Pid=0,
                       ExitCode=rs.exit_code if rs.exit_code is not None else 255,
                       StartedAt=rs.started_at or st["StartedAt"], FinishedAt=rs.finished_at or rfc3339nano(),
-                      OOMKilled=bool(rs.oom_killed), Error=rs.error or "")
-            self._persist_state(cid, st)
+                      OOMKilled=bool(rs.oom_killed), Error=rs.error or "", Restarting=False)
+            self._persist_state(cid, st, restart_count=getattr(rs, "restart_count", None))
             if (row["attrs"].get("HostConfig") or {}).get("NetworkMode") not in ("none", "host", None):
                 self._network_teardown(cid)  # the poststop hook may not have run (supervisor killed)
             try:
@@ -250,7 +257,8 @@ class ContainerService:
             _join_netns(self.paths.container_dir(cid) / "config.json", self._netns_pid(mode[10:]))
         cfg = row["attrs"]["Config"]
         rs = self.runtime.create(cid, self.paths.container_dir(cid), log_path=Path(row["attrs"]["LogPath"]),
-                                 stdin_open=bool(cfg.get("OpenStdin")), tty=bool(cfg.get("Tty")))
+                                 stdin_open=bool(cfg.get("OpenStdin")), tty=bool(cfg.get("Tty")),
+                                 **inspect_mod.supervisor_options(row["attrs"]))
         if rs.pid and mode not in ("none", "host") and not mode.startswith("container:"):
             try:  # the CNI moment: the namespace exists, the command has not run yet
                 self.network.setup(cid, rs.pid, row["attrs"])
@@ -353,7 +361,8 @@ class ContainerService:
             self.runtime.kill(cid, sig)
         except (NbContainerError, ProcessLookupError):
             pass
-        if self._runtime_wait(cid, None if timeout < 0 else timeout) is None:
+        # negative: forever, like a timeout beyond any clock (docker takes any int64; a socket timeout cannot)
+        if self._runtime_wait(cid, None if timeout < 0 or timeout > 1e9 else timeout) is None:
             try:
                 self.runtime.kill(cid, 9)
             except (NbContainerError, ProcessLookupError):
@@ -380,7 +389,14 @@ class ContainerService:
         cid = row["id"]
         if not self.state(cid, row)["Running"]:
             raise Conflict(f"Cannot kill container: {id_or_name}: Container {cid} is not running")
-        self.runtime.kill(cid, sig)
+        # docker: killing with the stop signal (any signal without a StopSignal) or SIGKILL
+        # stops the restart policy too
+        if inspect_mod.supervisor_options(row["attrs"]).get("restart_policy"):
+            stop_sig = row["attrs"]["Config"].get("StopSignal")
+            no_restart = sig == 9 or not stop_sig or opt.parse_signal(stop_sig) == sig
+            self.runtime.kill(cid, sig, no_restart=no_restart)
+        else:
+            self.runtime.kill(cid, sig)
         emit(Lifecycle("container", "kill", cid, row["name"], {"signal": str(sig)}))
 
     def wait(self, id_or_name: str, condition: str = "not-running", timeout: Optional[float] = None) -> Dict[str, Any]:
@@ -402,7 +418,10 @@ class ContainerService:
             remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
             if last["Running"]:
                 seen_running = True
-                self._runtime_wait(cid, remaining)
+                if self._runtime_wait(cid, remaining) is not None and condition != "removed":
+                    again = self.state(cid)
+                    if again.get("Restarting"):  # docker: a wait ends at every exit, restarts or not
+                        return self._wait_result(again)
             elif condition == "not-running" or (condition == "next-exit" and seen_running):
                 return self._wait_result(last)
             else:
@@ -582,7 +601,7 @@ class ContainerService:
         """Lines of the container's log as ``(stream, line)``; ``follow`` until it stops."""
         row = self._row(id_or_name)
         cid = row["id"]
-        since_ts, until_ts = parse_since(since), parse_since(until)
+        since_ts, until_ts = parse_since(since), parse_since(until, what="until")
 
         def running() -> bool:
             rs = self._runtime_state(cid)
@@ -624,5 +643,6 @@ def _join_netns(config_json: Path, pid: int) -> None:
     for ns in spec["linux"]["namespaces"]:
         if ns["type"] == "network":
             ns["path"] = f"/proc/{pid}/ns/net"
-    spec["linux"]["sysctl"] = {}  # X owns its namespace's settings
+    # X owns its network namespace's settings (net.* sysctls are refused for container:X)
+    spec["linux"]["sysctl"] = {k: v for k, v in (spec["linux"].get("sysctl") or {}).items() if not k.startswith("net.")}
     atomic_json(config_json, spec)

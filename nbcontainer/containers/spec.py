@@ -161,8 +161,16 @@ def build_spec(container_id: str, config: Mapping[str, Any], host_config: Mappin
         "maskedPaths": [] if privileged or sec["systempaths"] else list(MASKED_PATHS),
         "readonlyPaths": [] if privileged or sec["systempaths"] else list(READONLY_PATHS),
     }
+    sysctl.update(host_config.get("Sysctls") or {})  # validated by containers/sysctl.py
+    from .devices_opt import host_devices, oci_devices
+    nodes, rules = oci_devices(host_config.get("Devices") or (), host_config.get("DeviceCgroupRules") or ())
     if privileged:
         linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+        nodes = host_devices() + nodes  # docker: every host device, plus the --device ones
+    else:
+        linux["resources"]["devices"].extend(rules)
+    if nodes:
+        linux["devices"] = nodes
     if not privileged and sec["seccomp"] != "unconfined":
         from ..runtime import seccomp as seccomp_mod
         linux["seccomp"] = seccomp_mod.profile_to_oci(seccomp_mod.load_profile(sec["seccomp"]), caps)
@@ -176,6 +184,11 @@ def build_spec(container_id: str, config: Mapping[str, Any], host_config: Mappin
         "annotations": {"org.nbcontainer.id": container_id,
                         "org.nbcontainer.stop-signal": str(opt.parse_signal(config.get("StopSignal") or "SIGTERM"))},
     }
+    from .resources import oci_resources, oci_rlimits  # --memory/--cpus/--pids-limit/--ulimit
+    linux["resources"].update(oci_resources(host_config))
+    rlimits = oci_rlimits(host_config)
+    if rlimits:
+        spec["process"]["rlimits"] = rlimits
     if config.get("Domainname"):
         spec["domainname"] = config["Domainname"]
     if autoremove_hook:

@@ -54,9 +54,11 @@ def parse_duration(value: str) -> Optional[float]:
     return sum(float(n) * _UNITS[u] for n, u in _DURATION_RE.findall(value))
 
 
-def parse_since(value: Union[None, str, int, float, _dt.datetime], now: Optional[float] = None) -> Optional[float]:
+def parse_since(value: Union[None, str, int, float, _dt.datetime], now: Optional[float] = None,
+                what: str = "since") -> Optional[float]:
     """docker's ``--since``/``--until``: unix time ("1700000000.5"), RFC3339, date, datetime or
-    a relative Go duration ("10m" = ten minutes ago). Returns unix seconds or None."""
+    a relative Go duration ("10m" = ten minutes ago). Returns unix seconds or None.
+    ``what`` ("since" or "until") names the flag in the error."""
     if value is None or value == "":
         return None
     if isinstance(value, _dt.datetime):
@@ -74,7 +76,7 @@ def parse_since(value: Union[None, str, int, float, _dt.datetime], now: Optional
     try:
         return parse_rfc3339(s)
     except InvalidArgument:
-        raise InvalidArgument(f"invalid value for \"since\": {value!r}", value, "--since") from None
+        raise InvalidArgument(f"invalid value for \"{what}\": {value!r}", value, f"--{what}") from None
 
 
 def human_duration(seconds: float) -> str:

@@ -60,7 +60,7 @@ class VolumeService:
             raise NotSupported(f"volume driver options {dict(driver_opts)!r}: not supported by the local driver here")
         if name is None or name == "":
             name = os.urandom(32).hex()  # = secrets.token_hex(32), without importing hmac/hashlib
-        elif not VOLUME_NAME_RE.match(name):
+        elif not isinstance(name, str) or not VOLUME_NAME_RE.match(name):
             raise InvalidArgument(f"create {name}: {name!r} includes invalid characters for a local volume name, "
                                   f"only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed", name, "volume")
         existing = self.db.get_volume(name)

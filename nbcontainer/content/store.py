@@ -106,7 +106,14 @@ class Ingest:
             actual = self.offset + len(data)
             self.abort()
             raise SizeMismatch(self.expected_size, actual, what=f"blob {self.ref}")
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or e.filename:
+                raise
+            # a full disk: drop the partial blob now (that frees the space) and say where it was
+            self.abort()
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         self._digester.update(data)
         return len(data)
 

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set
 from ..oci import mediatypes
 from ..oci.digest import is_digest
 from ..oci.image import chain_ids
+from ..owner import owner_alive
 
 ACTIVE = "active"
 COMMITTED = "committed"
@@ -105,7 +106,9 @@ def mark(db: Any, content: Any, snapshot_rows: List[Dict[str, Any]]) -> tuple[Se
     parents = {r["key"]: r["parent"] for r in snapshot_rows}
     now = time.time()
     for r in snapshot_rows:
-        if r["kind"] != COMMITTED and not _stale_unpack(r, now):
+        # an active snapshot is its preparer's until that process dies (then, unless a container
+        # row claims it above, it is a leftover of a killed build step, unpack or create)
+        if r["kind"] != COMMITTED and not _stale_unpack(r, now) and owner_alive(r.get("owner")):
             snapshots.add(r["key"])
     # everything a live snapshot stands on is live too
     for key in list(snapshots):
@@ -145,8 +148,12 @@ def collect(db: Any, content: Any, snapshotter: Any, dry_run: bool = False,
     live_blobs, live_snapshots = mark(db, content, rows)
     reclaimed = 0
     deleted_blobs: List[str] = []
-    for digest in sorted(content.iter_digests()):
-        if digest in live_blobs:
+    present = sorted(content.iter_digests())
+    # operations running meanwhile protect a blob or snapshot with their lease *before* they
+    # commit it: reading the leases again after listing spares what appeared since mark()
+    leased = set(db.leased_resources())
+    for digest in present:
+        if digest in live_blobs or digest in leased:
             continue
         try:
             size = content.size(digest)
@@ -157,7 +164,9 @@ def collect(db: Any, content: Any, snapshotter: Any, dry_run: bool = False,
         reclaimed += size
         deleted_blobs.append(digest)
 
-    dead = {r["key"]: r for r in rows if r["key"] not in live_snapshots}
+    if deleted_blobs and not dry_run:
+        forget_sources(db, deleted_blobs)
+    dead = {r["key"]: r for r in rows if r["key"] not in live_snapshots and r["key"] not in leased}
     deleted_snapshots: List[str] = []
     # remove leaves first: a snapshot goes once none of the remaining dead ones has it as parent
     while dead:
@@ -182,3 +191,12 @@ def collect(db: Any, content: Any, snapshotter: Any, dry_run: bool = False,
     if not dry_run:
         _clean_leftovers(content, snapshotter, tmp)
     return {"BlobsDeleted": deleted_blobs, "SnapshotsDeleted": deleted_snapshots, "SpaceReclaimed": reclaimed}
+
+
+SOURCE_KEY = "distribution.source:"  # kv rows of images/pull.py: blob digest -> repositories
+
+
+def forget_sources(db: Any, digests: List[str]) -> None:
+    """Drop the remembered registry sources of blobs that are gone (they would point nowhere)."""
+    with db.transaction() as conn:
+        conn.executemany("DELETE FROM kv WHERE key = ?", [(SOURCE_KEY + d,) for d in digests])

@@ -165,15 +165,17 @@ class Records:
         because a tag moved away gets a dangling row.
         """
         self._config_of[manifest_digest] = image_id
-        old = self.get(name)
-        self.db.put_image(name, manifest_digest, self._media_type(manifest_digest) or mediatypes.OCI_MANIFEST, size)
-        if not is_dangling_name(name):
-            self.db.delete_image(image_id)
+        media_type = self._media_type(manifest_digest) or mediatypes.OCI_MANIFEST
         displaced = None
-        if old is not None and old.image_id != image_id:
-            displaced = old.image_id
-            if not self.for_image(old.image_id):
-                self.db.put_image(old.image_id, old.digest, old.media_type, old.size)
+        with self.db.transaction():  # one transaction: a kill never leaves a tag beside its dangling row
+            old = self.get(name)
+            self.db.put_image(name, manifest_digest, media_type, size)
+            if not is_dangling_name(name):
+                self.db.delete_image(image_id)
+            if old is not None and old.image_id != image_id:
+                displaced = old.image_id
+                if not self.for_image(old.image_id):
+                    self.db.put_image(old.image_id, old.digest, old.media_type, old.size)
         self.sync_index()
         return displaced
 

@@ -8,13 +8,15 @@ Schema version 1::
         manifest digest in the content store.
     containers(id PK, name UNIQUE, image_ref, image_id, created, attrs JSON)
         attrs holds the container's docker-shaped configuration (Config, HostConfig, ...)
-    snapshots(key PK, id INTEGER UNIQUE, parent, kind, labels JSON, created)
+    snapshots(key PK, id INTEGER UNIQUE, parent, kind, labels JSON, created, owner)
         kind is "committed" (an unpacked layer, key = chain id) or "active" (a container's
-        or build step's upper directory).  id is the short numeric directory name.
+        or build step's upper directory).  id is the short numeric directory name; owner is
+        the "<pid>:<start time>" of the process that prepared it.
     volumes(name PK, driver, mountpoint, labels JSON, options JSON, created)
     build_cache(key PK, result JSON, created, last_used)
-    leases(id PK, created, expires, resources JSON)
-        in-flight operations' references that garbage collection must keep.
+    leases(id PK, created, expires, resources JSON, owner)
+        in-flight operations' references that garbage collection must keep; owner is
+        "<pid>:<start time>" of the process holding it (added in place to older databases).
     kv(key PK, value)  schema_version and other small settings
 
 Every method runs in its own transaction.  Two processes may use one database at once:
@@ -32,6 +34,8 @@ import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
+
+from ..owner import current_owner, owner_alive
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +74,11 @@ class MetadataDB:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
             db.execute("INSERT OR IGNORE INTO kv VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # leases name their owner process so a SIGKILLed operation's lease is recognised as stale
+            # (and snapshots theirs: an active snapshot whose preparer died and that no container uses is one too)
+            for table in ("leases", "snapshots"):
+                if "owner" not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN owner TEXT")
 
     # -- connection handling -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -180,8 +189,8 @@ class MetadataDB:
         with self.transaction() as db:
             row = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM snapshots").fetchone()
             new_id = int(row[0])
-            db.execute("INSERT INTO snapshots(key, id, parent, kind, labels, created) VALUES (?,?,?,?,?,?)",
-                       (key, new_id, parent, kind, json.dumps(labels or {}), time.time()))
+            db.execute("INSERT INTO snapshots(key, id, parent, kind, labels, created, owner) VALUES (?,?,?,?,?,?,?)",
+                       (key, new_id, parent, kind, json.dumps(labels or {}), time.time(), current_owner()))
             return new_id
 
     def get_snapshot(self, key: str) -> Optional[Dict[str, Any]]:
@@ -264,10 +273,11 @@ class MetadataDB:
 
     # -- leases --------------------------------------------------------------------------
     def add_lease(self, id: str, resources: List[str], expires: Optional[float] = None) -> None:
-        """Protect ``resources`` (digests or snapshot keys) from garbage collection."""
+        """Protect ``resources`` (digests or snapshot keys) from garbage collection while this
+        process lives (the lease records its owner; a dead owner's lease protects nothing)."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO leases(id, created, expires, resources) VALUES (?,?,?,?)",
-                       (id, time.time(), expires, json.dumps(resources)))
+            db.execute("INSERT OR REPLACE INTO leases(id, created, expires, resources, owner) VALUES (?,?,?,?,?)",
+                       (id, time.time(), expires, json.dumps(resources), current_owner()))
 
     def extend_lease(self, id: str, resources: List[str]) -> None:
         with self.transaction() as db:
@@ -279,12 +289,22 @@ class MetadataDB:
         with self.transaction() as db:
             db.execute("DELETE FROM leases WHERE id = ?", (id,))
 
-    def leased_resources(self) -> List[str]:
+    def list_leases(self) -> List[Dict[str, Any]]:
+        """Every lease: id, created, expires, resources (list), owner, and ``live`` (not expired,
+        owner process still running)."""
         now = time.time()
+        rows = self._rows("SELECT * FROM leases ORDER BY created")
+        for r in rows:
+            r["resources"] = json.loads(r["resources"])
+            r["live"] = (r["expires"] is None or r["expires"] > now) and owner_alive(r.get("owner"))
+        return rows
+
+    def leased_resources(self) -> List[str]:
+        """Resources of live leases (expired ones and those of dead processes protect nothing)."""
         out: List[str] = []
-        for r in self._rows("SELECT resources, expires FROM leases"):
-            if r["expires"] is None or r["expires"] > now:
-                out.extend(json.loads(r["resources"]))
+        for r in self.list_leases():
+            if r["live"]:
+                out.extend(r["resources"])
         return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
-from ..errors import ContainerError, ContainerNotFound, NbContainerError, NotSupported
+from ..errors import ContainerError, ContainerNotFound, InvalidArgument, NbContainerError, NotSupported
 from .resource import Collection, Model
 from .run_options import command_list, to_run_options
 
@@ -55,11 +55,11 @@ class Container(Model):
         self.reload()
 
     def stop(self, timeout: Optional[int] = None, **kwargs: Any) -> None:
-        self._svc.stop(self.id, timeout=timeout)
+        self._svc.stop(self.id, timeout=_seconds(timeout, "timeout"))
         self.reload()
 
     def restart(self, timeout: Optional[int] = None, **kwargs: Any) -> None:
-        self._svc.restart(self.id, timeout=timeout)
+        self._svc.restart(self.id, timeout=_seconds(timeout, "timeout"))
         self.reload()
 
     def kill(self, signal: Union[str, int, None] = None) -> None:
@@ -68,7 +68,7 @@ class Container(Model):
 
     def wait(self, timeout: Optional[float] = None, condition: str = "not-running") -> Dict[str, Any]:
         """Block until the container stops; ``{"StatusCode": n, "Error": None}``."""
-        return self._svc.wait(self.id, condition=condition, timeout=timeout)
+        return self._svc.wait(self.id, condition=condition, timeout=_seconds(timeout, "timeout"))
 
     def remove(self, v: bool = False, link: bool = False, force: bool = False) -> None:
         if link:
@@ -140,10 +140,31 @@ class Container(Model):
             output = iter([output])
         return ExecResult(result.exit_code, output)
 
-    def top(self, **kwargs: Any) -> Dict[str, Any]:
-        """``{"Titles": ["PID"], "Processes": [[pid], ...]}`` (host pids of the container's processes)."""
-        pids = self.client.runtime.pids(self.id)
-        return {"Titles": ["PID"], "Processes": [[str(p)] for p in pids]}
+    def top(self, ps_args: Optional[Union[str, Sequence[str]]] = None, **kwargs: Any) -> Dict[str, Any]:
+        """docker's top: ``{"Titles": ["UID", "PID", ...], "Processes": [[...], ...]}`` from the
+        host's ``ps`` (``ps_args``, default ``-ef``) for the container's processes."""
+        from ..containers import stats as stats_mod
+        args = ps_args.split() if isinstance(ps_args, str) else ps_args
+        return stats_mod.top(self._svc, self.id, args)
+
+    def stats(self, decode: Optional[bool] = None, stream: bool = True, one_shot: Optional[bool] = None,
+              interval: float = 1.0) -> Any:
+        """docker's stats JSON: a dict with ``stream=False``, else an iterator of samples (bytes
+        of JSON, or dicts with ``decode=True``) until the container stops."""
+        import json
+        from ..containers import stats as stats_mod
+        gen = stats_mod.stats(self._svc, self.id, stream=stream, interval=interval, one_shot=bool(one_shot))
+        if not stream:
+            return next(gen)
+        return gen if decode else (json.dumps(s).encode() for s in gen)
+
+    def update(self, **kwargs: Any) -> Dict[str, Any]:
+        """Change resource limits (mem_limit, memswap_limit, mem_reservation, cpus/nano_cpus,
+        cpu_shares, cpuset_cpus, pids_limit), live when running; ``{"Warnings": []}``."""
+        from ..containers import stats as stats_mod
+        result = stats_mod.update(self._svc, self.id, **kwargs)
+        self.reload()
+        return result
 
 
 class ContainerCollection(Collection):
@@ -207,6 +228,8 @@ class ContainerCollection(Collection):
              limit: int = -1, since: Optional[str] = None, sparse: bool = False,
              ignore_removed: bool = False) -> List[Container]:
         """Containers (running only unless ``all``), newest first."""
+        if filters is not None and not isinstance(filters, dict):
+            raise InvalidArgument(f"filters must be a dict, not {filters!r}", filters, "filters")
         summaries = self._svc.list(all=all or limit > 0 or bool(before) or bool(since), filters=filters or None)
         if limit > 0:
             summaries = summaries[:limit]
@@ -223,3 +246,10 @@ class ContainerCollection(Collection):
 
     def prune(self, filters: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         return self._svc.prune()
+
+
+def _seconds(value: Any, what: str) -> Any:
+    """A timeout given to the API: None or a number of seconds (InvalidArgument naming anything else)."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise InvalidArgument(f"invalid {what}: {value!r} (a number of seconds)", value, what)

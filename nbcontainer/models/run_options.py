@@ -110,7 +110,8 @@ def _hosts_list(value: Any) -> List[str]:
 
 _CONVERT = {"env": _env_list, "env_file": _env_list, "volumes": _volumes_list, "mounts": _mounts_list,
             "tmpfs": _tmpfs_list, "publish": _ports_list, "add_host": _hosts_list,
-            "security_opt": _env_list, "dns": _env_list, "dns_search": _env_list, "dns_option": _env_list, "cap_add": _env_list, "cap_drop": _env_list, "group_add": _env_list}
+            "security_opt": _env_list, "dns": _env_list, "dns_search": _env_list, "dns_option": _env_list, "cap_add": _env_list, "cap_drop": _env_list, "group_add": _env_list,
+            "devices": _env_list, "device_cgroup_rules": _env_list, "sysctls": _env_list}
 
 
 def to_run_options(kwargs: Dict[str, Any], options_cls: Optional[type] = None) -> Any:
@@ -128,7 +129,10 @@ def to_run_options(kwargs: Dict[str, Any], options_cls: Optional[type] = None) -
             label = f"{flag} ({key})" if flag else repr(key)
             raise NotSupported(f"{label} is not supported yet")
         if name in _CONVERT:
-            value = _CONVERT[name](value)
+            try:
+                value = _CONVERT[name](value)
+            except (TypeError, AttributeError):  # a wrong type (environment=123): name it, no traceback
+                raise InvalidArgument(f"invalid value for {key}: {value!r}", value=value, what=key) from None
         values[name] = value
     return options_cls(**values)
 

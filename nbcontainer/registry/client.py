@@ -269,7 +269,7 @@ class RegistryClient:
                 return True
             if resp.status_code == 404:
                 return False
-            raise error_from_response(resp, what=digest, kind="blob", body=b"")
+            raise error_from_response(resp, what=f"{digest} in {r.name}", kind="blob", body=b"")
 
     def open_blob(self, repo: RepoLike, digest: str, offset: int = 0) -> requests.Response:
         """A streaming response for a blob from ``offset`` (Range request).  The caller closes it.

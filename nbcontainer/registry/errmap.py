@@ -78,7 +78,7 @@ def error_from_response(resp: requests.Response, *, what: str = "", kind: str = 
         msg = "unauthorized: incorrect username or password"
     elif status in (401, 403, 429):
         msg = detail
-        if what and status == 403:
+        if what:  # name what was refused (a 401 without a challenge has nothing else to say)
             msg = f"{detail} ({what})"
     elif detail:
         msg = f"{kind + ' ' if kind else ''}{what + ': ' if what else ''}{detail}".strip()

@@ -81,9 +81,13 @@ class Runtime:
 
     # ------------------------------------------------------------------ lifecycle
     def create(self, container_id: str, bundle: os.PathLike | str, *, log_path: os.PathLike | str,
-               stdin_open: bool = False, tty: bool = False) -> RuntimeState:
+               stdin_open: bool = False, tty: bool = False, restart_policy: Optional[dict] = None,
+               healthcheck: Optional[dict] = None) -> RuntimeState:
         """Set up the container from ``bundle`` (config.json [+ rootfs-mounts.json]) and hold
-        it before exec. Returns the state ("created")."""
+        it before exec. Returns the state ("created").
+
+        ``restart_policy`` (docker's ``{"Name", "MaximumRetryCount"}``) and ``healthcheck``
+        (docker's ``Config.Healthcheck``) are applied by the supervisor (restart.py, health.py)."""
         d = self._dir(container_id)
         bundle = Path(bundle).resolve()
         if not (bundle / "config.json").is_file():
@@ -103,6 +107,7 @@ class Runtime:
         r, w = os.pipe2(os.O_CLOEXEC)
         opts = {"id": container_id, "state_dir": str(d), "bundle": str(bundle), "log_path": str(log_path),
                 "stdin_open": bool(stdin_open), "tty": bool(tty), "ready_fd": w,
+                "restart_policy": restart_policy or None, "healthcheck": healthcheck or None,
                 "trace": os.environ.get("NBCONTAINER_RUNTIME_TRACE") == "1"}
         try:
             with open(d / "shim.log", "ab") as errlog:
@@ -167,7 +172,8 @@ class Runtime:
         st = load_state(d)
         if st is None:
             raise ContainerNotFound(f"no such container in the runtime: {container_id}")
-        if st.status in ("creating", "created", "running") and not process_alive(st.shim_pid, st.shim_start):
+        if st.status in ("creating", "created", "running", "restarting") \
+                and not process_alive(st.shim_pid, st.shim_start):
             st = load_state(d) or st  # it may have finished just now
             if st.status != "stopped":
                 cgroups.kill_all(st.cgroups)
@@ -179,15 +185,43 @@ class Runtime:
                 save_state(d, st)
         return st
 
-    def kill(self, container_id: str, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the container's PID 1 (from the host, so SIGKILL always works)."""
+    def kill(self, container_id: str, sig: int = signal.SIGKILL, *, no_restart: bool = True) -> None:
+        """Send ``sig`` to the container's PID 1 (from the host, so SIGKILL always works).
+
+        ``no_restart`` (a user's stop or kill): first tell the supervisor not to apply the
+        restart policy to this exit; a container waiting to restart then just stays exited."""
         st = self.state(container_id)
+        if no_restart and st.restart_policy and st.status in ("created", "running", "restarting"):
+            if self.cancel_restart(container_id):
+                st = self.state(container_id)
+                if st.status == "restarting" or not process_alive(st.pid, st.pid_start):
+                    return  # between two runs: the supervisor now just leaves it exited
         if st.status not in ("created", "running") or not process_alive(st.pid, st.pid_start):
             raise Conflict(f"container {container_id} is not running")
         try:
             os.kill(st.pid, int(sig))
         except ProcessLookupError:
             raise Conflict(f"container {container_id} is not running") from None
+
+    def cancel_restart(self, container_id: str) -> bool:
+        """Tell the supervisor not to restart the container any more; False if unreachable.
+
+        Answered before it returns, so a signal sent afterwards meets a supervisor that knows."""
+        try:
+            _, payload = proto.request(self._sock(container_id), {"cmd": "no-restart"}, timeout=10)
+            return bool(json.loads(payload or b"{}").get("ok"))
+        except (OSError, ValueError, TypeError):
+            return False
+
+    def set_restart_policy(self, container_id: str, policy: Optional[dict]) -> bool:
+        """Give a live supervisor a new restart policy (``update --restart``); False if there
+        is no live supervisor (the policy then applies at the next start)."""
+        try:
+            _, payload = proto.request(self._sock(container_id), {"cmd": "restart-policy", "policy": policy},
+                                       timeout=10)
+            return bool(json.loads(payload or b"{}").get("ok"))
+        except (OSError, ValueError, TypeError):
+            return False
 
     def wait(self, container_id: str, timeout: Optional[float] = None) -> int:
         """Block until the container exits; its exit code. TimeoutError after ``timeout`` s."""
@@ -222,7 +256,9 @@ class Runtime:
         st = self.state(container_id)
         if st.status == "running" and not force:
             raise Conflict(f"cannot delete container {container_id}: it is running (stop it or force)")
-        if st.status in ("created", "running"):
+        if st.status in ("created", "running", "restarting"):
+            if st.restart_policy:
+                self.cancel_restart(container_id)
             if process_alive(st.pid, st.pid_start):
                 try:
                     os.kill(st.pid, signal.SIGKILL)

@@ -5,6 +5,10 @@ tested against a fake tree of plain directories.  Host layouts handled:
 - cgroup v1 (one mount per controller set, incl. ``name=systemd``), possibly with an empty
   cgroup2 "unified" hierarchy beside them (hybrid): a dir in every hierarchy;
 - pure cgroup v2 (one ``cgroup2`` mount): one dir, controllers enabled via subtree_control.
+
+Limits are OCI ``linux.resources`` (:func:`resource_writes` maps them to v1 or v2 files,
+:func:`apply_resources` at create, :func:`update_resources` for ``docker update``);
+:func:`read_stats` reads the counters ``docker stats`` shows, in docker's stats shape.
 """
 from __future__ import annotations
 
@@ -160,6 +164,19 @@ def _controller_dir(paths: dict[str, str], hierarchies: Iterable[Hierarchy], ctr
     return None
 
 
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares [2..262144] -> v2 cpu.weight [1..10000], the mapping crun (and runc
+    since 1.3) use: a quadratic in log2(shares) through (2, 1), (1024, 100) and (262144, 10000), so
+    docker's default 1024 shares is v2's default weight 100."""
+    import math
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    l2 = math.log2(shares)
+    return math.ceil(10 ** ((l2 * l2 + 125 * l2) / 612.0 - 7.0 / 34.0))
+
+
 def resource_writes(resources: Optional[dict], version: dict[str, int]) -> list[tuple[str, str, str]]:
     """(controller, file, value) writes for OCI ``linux.resources``; ``version`` maps controller
     -> 1/2 for the hierarchy that holds it.  Pure function: unit tested."""
@@ -207,7 +224,7 @@ def resource_writes(resources: Optional[dict], version: dict[str, int]) -> list[
                 q = "max" if quota is None or quota < 0 else str(quota)
                 out.append(("cpu", "cpu.max", f"{q} {period or 100000}"))
             if shares:
-                out.append(("cpu", "cpu.weight", str(1 + ((shares - 2) * 9999) // 262142)))
+                out.append(("cpu", "cpu.weight", str(shares_to_weight(shares))))
     if cpu and "cpuset" in version:
         if cpu.get("cpus"):
             out.append(("cpuset", "cpuset.cpus", cpu["cpus"]))
@@ -243,21 +260,57 @@ def device_rule_line(rule: dict) -> tuple[str, str]:
     return ("devices.allow" if rule.get("allow") else "devices.deny"), line
 
 
-def apply_resources(paths: dict[str, str], hierarchies: Iterable[Hierarchy], resources: Optional[dict]) -> None:
-    """Write memory/pids/cpu/cpuset limits and (v1) the device allow-list."""
+_OPTIONAL_FILES = ("memory.memsw.limit_in_bytes", "memory.swap.max", "memory.swappiness")
+
+
+def order_writes(writes: list[tuple[str, str, str]], current_memsw: Optional[int]) -> list[tuple[str, str, str]]:
+    """v1 keeps memory.memsw.limit_in_bytes >= memory.limit_in_bytes at every moment: when the
+    new limit is above the current memsw limit, memsw must be written first."""
+    limit = next((v for c, f, v in writes if f == "memory.limit_in_bytes"), None)
+    memsw = [w for w in writes if w[1] == "memory.memsw.limit_in_bytes"]
+    if limit is None or not memsw or current_memsw is None:
+        return writes
+    new_limit = _as_bytes(limit)
+    if new_limit > current_memsw:
+        rest = [w for w in writes if w[1] != "memory.memsw.limit_in_bytes"]
+        return memsw + rest
+    return writes
+
+
+def _as_bytes(value: str) -> int:
+    """A v1 limit file value ("-1" / huge = unlimited) as an int (unlimited -> 2**63)."""
+    v = int(value.strip() or "-1")
+    return 2 ** 63 if v < 0 else v
+
+
+def apply_resources(paths: dict[str, str], hierarchies: Iterable[Hierarchy], resources: Optional[dict],
+                    devices: bool = True) -> None:
+    """Write memory/pids/cpu/cpuset limits and (v1, unless ``devices`` is False) the device allow-list."""
     hs = list(hierarchies)
     where: dict[str, tuple[str, int]] = {}
     for ctrl in ("memory", "pids", "cpu", "cpuset", "devices"):
         found = _controller_dir(paths, hs, ctrl)
         if found:
             where[ctrl] = found
-    for ctrl, fname, value in resource_writes(resources, {c: v for c, (_, v) in where.items()}):
-        _write(os.path.join(where[ctrl][0], fname), value)
-    if "devices" in where and where["devices"][1] == 1:
+    writes = resource_writes(resources, {c: v for c, (_, v) in where.items()})
+    if "memory" in where and where["memory"][1] == 1:
+        cur = _read(os.path.join(where["memory"][0], "memory.memsw.limit_in_bytes")).strip()
+        writes = order_writes(writes, _as_bytes(cur) if cur else None)
+    for ctrl, fname, value in writes:
+        target = os.path.join(where[ctrl][0], fname)
+        if fname in _OPTIONAL_FILES and not os.path.exists(target):
+            continue  # no swap accounting on this kernel: memory alone is limited, as docker does
+        _write(target, value)
+    if devices and "devices" in where and where["devices"][1] == 1:
         rules = (resources or {}).get("devices") or DEFAULT_DEVICE_RULES
         for rule in rules:
             fname, line = device_rule_line(rule)
             _write(os.path.join(where["devices"][0], fname), line)
+
+
+def update_resources(paths: dict[str, str], hierarchies: Iterable[Hierarchy], resources: Optional[dict]) -> None:
+    """Change the limits of a running container (``docker update``): the device rules stay."""
+    apply_resources(paths, hierarchies, resources, devices=False)
 
 
 def procs(paths: dict[str, str]) -> list[int]:
@@ -316,3 +369,150 @@ def remove(paths: dict[str, str], timeout: float = 2.0) -> None:
                     time.sleep(0.01)
                     continue
             break
+
+
+# -- statistics ------------------------------------------------------------------------------
+USER_HZ = 100  # cpuacct.stat counts in USER_HZ ticks (always 100 on Linux)
+
+
+def _kv(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        v = v.strip()
+        if v.lstrip("-").isdigit():
+            out[k] = int(v)
+    return out
+
+
+def _int(text: str, default: int = 0) -> int:
+    t = text.strip()
+    if t == "max":
+        return default
+    try:
+        return int(t)
+    except ValueError:
+        return default
+
+
+def _blkio_v1(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and ":" in parts[0] and parts[2].isdigit():
+            major, _, minor = parts[0].partition(":")
+            out.append({"major": int(major), "minor": int(minor), "op": parts[1], "value": int(parts[2])})
+    return out
+
+
+def _io_v2(text: str) -> tuple[list[dict], list[dict]]:
+    """io.stat -> (service bytes, serviced ios) in docker's v2 shape (ops "read"/"write")."""
+    nbytes, nios = [], []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or ":" not in parts[0]:
+            continue
+        major, _, minor = parts[0].partition(":")
+        kv = dict(p.partition("=")[::2] for p in parts[1:])
+        for key, op, dest in (("rbytes", "read", nbytes), ("wbytes", "write", nbytes),
+                              ("rios", "read", nios), ("wios", "write", nios)):
+            if kv.get(key, "").isdigit():
+                dest.append({"major": int(major), "minor": int(minor), "op": op, "value": int(kv[key])})
+    return nbytes, nios
+
+
+def read_stats(paths: dict[str, str], hierarchies: Iterable[Hierarchy]) -> dict:
+    """One sample of the container's cgroup counters, in docker's stats shape (without the
+    host's ``system_cpu_usage``, ``online_cpus``, network and timestamps, which the caller adds):
+    ``cpu_stats``, ``memory_stats``, ``pids_stats``, ``blkio_stats``."""
+    hs = list(hierarchies)
+    out: dict = {"cpu_stats": {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                               "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+                 "memory_stats": {}, "pids_stats": {},
+                 "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None,
+                                 "io_queue_recursive": None, "io_service_time_recursive": None,
+                                 "io_wait_time_recursive": None, "io_merged_recursive": None,
+                                 "io_time_recursive": None, "sectors_recursive": None}}
+    cpu = out["cpu_stats"]
+    usage = cpu["cpu_usage"]
+    acct = _controller_dir(paths, hs, "cpuacct")
+    cpu_dir = _controller_dir(paths, hs, "cpu")
+    if acct and acct[1] == 1:
+        usage["total_usage"] = _int(_read(os.path.join(acct[0], "cpuacct.usage")))
+        percpu = [int(x) for x in _read(os.path.join(acct[0], "cpuacct.usage_percpu")).split() if x.isdigit()]
+        if percpu:
+            usage["percpu_usage"] = percpu
+        st = _kv(_read(os.path.join(acct[0], "cpuacct.stat")))
+        usage["usage_in_usermode"] = st.get("user", 0) * (1_000_000_000 // USER_HZ)
+        usage["usage_in_kernelmode"] = st.get("system", 0) * (1_000_000_000 // USER_HZ)
+    if cpu_dir:
+        st = _kv(_read(os.path.join(cpu_dir[0], "cpu.stat")))
+        if cpu_dir[1] == 2:
+            usage["total_usage"] = st.get("usage_usec", 0) * 1000
+            usage["usage_in_usermode"] = st.get("user_usec", 0) * 1000
+            usage["usage_in_kernelmode"] = st.get("system_usec", 0) * 1000
+            throttled = st.get("throttled_usec", 0) * 1000
+        else:
+            throttled = st.get("throttled_time", 0)
+        cpu["throttling_data"] = {"periods": st.get("nr_periods", 0), "throttled_periods": st.get("nr_throttled", 0),
+                                  "throttled_time": throttled}
+    mem = _controller_dir(paths, hs, "memory")
+    if mem:
+        d, version = mem
+        if version == 1:
+            out["memory_stats"] = {
+                "usage": _int(_read(os.path.join(d, "memory.usage_in_bytes"))),
+                "max_usage": _int(_read(os.path.join(d, "memory.max_usage_in_bytes"))),
+                "failcnt": _int(_read(os.path.join(d, "memory.failcnt"))),
+                "limit": _int(_read(os.path.join(d, "memory.limit_in_bytes"))),
+                "stats": _kv(_read(os.path.join(d, "memory.stat"))),
+            }
+        else:
+            out["memory_stats"] = {
+                "usage": _int(_read(os.path.join(d, "memory.current"))),
+                "limit": _int(_read(os.path.join(d, "memory.max")), 0),
+                "stats": _kv(_read(os.path.join(d, "memory.stat"))),
+            }
+    pids = _controller_dir(paths, hs, "pids")
+    if pids:
+        out["pids_stats"] = {"current": _int(_read(os.path.join(pids[0], "pids.current")))}
+        lim = _int(_read(os.path.join(pids[0], "pids.max")), 0)
+        if lim:
+            out["pids_stats"]["limit"] = lim
+    blk = _controller_dir(paths, hs, "blkio")
+    io = _controller_dir(paths, hs, "io")
+    if blk and blk[1] == 1:
+        for key, fname in (("io_service_bytes_recursive", "blkio.io_service_bytes_recursive"),
+                           ("io_serviced_recursive", "blkio.io_serviced_recursive")):
+            entries = _blkio_v1(_read(os.path.join(blk[0], fname)))
+            if not entries:  # no CFQ/BFQ accounting: the throttle counters count every I/O
+                entries = _blkio_v1(_read(os.path.join(blk[0], fname.replace("blkio.", "blkio.throttle."))))
+            out["blkio_stats"][key] = entries
+    elif io and io[1] == 2:
+        nbytes, nios = _io_v2(_read(os.path.join(io[0], "io.stat")))
+        out["blkio_stats"]["io_service_bytes_recursive"] = nbytes
+        out["blkio_stats"]["io_serviced_recursive"] = nios
+    return out
+
+
+def host_support(hierarchies: Optional[Iterable[Hierarchy]] = None) -> dict:
+    """docker info's cgroup fields: CgroupVersion ("1" when limits live in v1 hierarchies,
+    "2" on a pure v2 host) and which limits the host can enforce."""
+    hs = list(discover() if hierarchies is None else hierarchies)
+    pure = is_pure_v2(hs)
+    v2_ctrls: set = set()
+    if pure:
+        v2_ctrls = set(_read(os.path.join(hs[0].mountpoint, "cgroup.controllers")).split())
+
+    def has(ctrl: str, v1_file: str) -> bool:
+        if pure:
+            return ctrl in v2_ctrls
+        h = next((h for h in hs if h.version == 1 and ctrl in h.controllers), None)
+        return h is not None and (not v1_file or os.path.exists(os.path.join(h.mountpoint, v1_file)))
+
+    return {"CgroupVersion": "2" if pure else "1",
+            "MemoryLimit": has("memory", ""), "SwapLimit": has("memory", "memory.memsw.limit_in_bytes"),
+            "CpuCfsPeriod": has("cpu", "" if pure else "cpu.cfs_period_us"),
+            "CpuCfsQuota": has("cpu", "" if pure else "cpu.cfs_quota_us"),
+            "CPUShares": has("cpu", ""), "CPUSet": has("cpuset", ""), "PidsLimit": has("pids", ""),
+            "OomKillDisable": not pure and has("memory", "")}

@@ -324,10 +324,14 @@ def run(opts: dict) -> int:
     # like docker exec: what the caller leaves out comes from the container's own process
     # (never more privilege than PID 1 has by accident of an omitted key)
     base = config.get("process") or {}
-    for key in ("capabilities", "noNewPrivileges", "apparmorProfile"):
+    for key in ("capabilities", "noNewPrivileges", "apparmorProfile", "rlimits"):
         if key not in process and key in base:
             process[key] = base[key]
     try:
+        # CVE-2019-5736: until the command is exec'd we run the host's interpreter inside the
+        # container's pid namespace; non-dumpable, container processes (without CAP_SYS_PTRACE)
+        # cannot open /proc/<pid>/exe, fd/ or mem of us or the child (execve resets it)
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         cgroups.join(opts["cgroups"], os.getpid())
         fds = []
         for ns in NS_ORDER:
@@ -344,6 +348,7 @@ def run(opts: dict) -> int:
         for fd in fds:
             sc.setns(fd, 0)
             os.close(fd)
+        init.seal_imports()  # the container's file system from here on: no Python imports
         master = slave_path = None
         if process.get("terminal"):
             master, slave_path = pty.open_pty("/dev/ptmx")
@@ -366,6 +371,7 @@ def run(opts: dict) -> int:
                     os.close(slave)
             else:
                 os.setsid()
+            init.set_rlimits(process.get("rlimits"))  # docker exec gets the container's --ulimit values
             init.finalize_and_exec(process, linux, err_w, compiled)
         except init.ExecError as e:
             init.report_and_exit(err_w, b"E%d " % e.code, e.code, str(e))

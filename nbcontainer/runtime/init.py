@@ -119,7 +119,7 @@ def finalize_and_exec(process: dict, linux: dict, status_w: int, compiled_seccom
             sc.set_no_new_privs()
             if linux.get("seccomp"):
                 seccomp.load_filter(compiled or seccomp.compile_filter(linux["seccomp"]), no_new_privs=True)
-    os.chdir(process.get("cwd") or "/")
+    chdir_inside(process.get("cwd") or "/")
     args = list(process.get("args") or ())
     if not args:
         raise ExecError(127, "no command specified")
@@ -132,6 +132,21 @@ def finalize_and_exec(process: dict, linux: dict, status_w: int, compiled_seccom
         os.execve(path, args, env)
     except OSError as e:
         raise exec_error(args[0], e) from None
+
+
+def chdir_inside(cwd: str) -> None:
+    """chdir to ``cwd`` resolved inside the (already entered) root, CVE-2024-21626 safe.
+
+    The path is resolved textually (``mounts.resolve_in_root``), so a ``/proc/self/fd/N`` or
+    ``/proc/self/cwd`` magic link can't lead to a directory the runtime left open; and a
+    working directory the kernel reports unreachable from our root is refused."""
+    os.chdir(mounts.resolve_in_root("/", cwd))
+    try:
+        inside = os.getcwd().startswith("/")  # the kernel prefixes "(unreachable)" otherwise
+    except OSError:  # glibc turns "(unreachable)" into ENOENT
+        inside = False
+    if not inside:
+        raise OSError(1, f"the working directory {cwd!r} is outside the container's root")
 
 
 class PrecompiledSeccomp:
@@ -170,14 +185,23 @@ def loopback_up() -> None:
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP) + b"\0" * 22)
 
 
+#: Linux rlimit numbers the ``resource`` module may lack (RLIMIT_LOCKS)
+_RLIMIT_NUMBERS = {"RLIMIT_LOCKS": 10}
+
+
 def set_rlimits(rlimits) -> None:
+    """``process.rlimits`` with setrlimit (values >= 2**63 are RLIM_INFINITY, as OCI's uint64)."""
     import resource  # preloaded before pivot_root
     for r in rlimits or ():
         name = r["type"]
-        res = getattr(resource, name, None)
+        res = getattr(resource, name, _RLIMIT_NUMBERS.get(name))
         if res is None:
             raise ValueError(f"unknown rlimit {name!r}")
-        resource.setrlimit(res, (r["soft"], r["hard"]))
+        soft, hard = (resource.RLIM_INFINITY if v >= 2 ** 63 else v for v in (r["soft"], r["hard"]))
+        try:
+            resource.setrlimit(res, (soft, hard))
+        except (ValueError, OSError) as e:  # e.g. raising the hard limit without CAP_SYS_RESOURCE
+            raise RuntimeError(f"error setting rlimit {name} to soft={soft} hard={hard}: {e}") from None
 
 
 def deferred_cgroup_mounts(spec_mounts) -> list:
@@ -261,6 +285,7 @@ def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies:
     if process.get("terminal"):
         setup_tty(root, fds, process.get("consoleSize"))
     mounts.pivot(root)
+    seal_imports()
     if config.get("hostname") and ("uts" in new_types):
         sc.sethostname(config["hostname"])
     if config.get("domainname") and ("uts" in new_types):
@@ -278,6 +303,28 @@ def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies:
     umask = (process.get("user") or {}).get("umask")
     os.umask(int(umask) if umask is not None else 0o022)
     return precompiled[0] if precompiled else None
+
+
+class _NoImportsInside:
+    """Meta path finder in front of every other once we are inside the container's root: a
+    module not imported yet would be looked up in the *container's* file system (an image
+    can plant ``/usr/lib/python3.11/x.py``) and run with the runtime's privileges, before
+    capabilities and seccomp apply.  Built-in and frozen modules still load."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        import _imp
+        import sys
+        if name in sys.builtin_module_names or _imp.is_frozen(name):
+            return None
+        raise ImportError(f"nbcontainer: refusing to import {name!r} from inside the container")
+
+
+def seal_imports() -> None:
+    """After pivot_root/setns: no more Python imports from the file system (see above)."""
+    import sys
+    if _NoImportsInside not in sys.meta_path:
+        sys.meta_path.insert(0, _NoImportsInside)
 
 
 def preload(linux: dict) -> None:
@@ -317,6 +364,7 @@ def child_main(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarc
                fds: ChildFds, seccomp_cache: Optional[str] = None) -> NoReturn:
     """Entry point of the container process (after fork in the shim)."""
     try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: the host's interpreter until execve resets it
         compiled = setup(config, rootfs_mounts, bundle, hierarchies, fds, seccomp_cache)
         os.write(fds.status_w, b"R\n")
         if _read1(fds.sync_r) != b"S":

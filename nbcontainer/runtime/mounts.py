@@ -183,6 +183,31 @@ def mount_spec_mount(root: str, m: dict, bundle: str, hierarchies: list, cgroup_
                            f"({m.get('type') or 'bind'}): {e.strerror}") from e
 
 
+def open_verified(path: str) -> int:
+    """``O_PATH`` fd of ``path`` (just resolved inside the root by :func:`resolve_in_root`),
+    checked to still be that very path: a component swapped for a symlink in between (the
+    CVE-2021-30465 class: another container racing in a shared volume) is refused, and the
+    mount is made through ``/proc/self/fd/N`` so it lands on what was checked."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if real != path or stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise OSError(18, f"mount target {path!r} changed while being mounted (now {real!r})")  # EXDEV
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _mount_on(source, path: str, fstype, flags: int, data=None) -> None:
+    """mount(2) onto ``path`` through a verified fd (see :func:`open_verified`)."""
+    fd = open_verified(path)
+    try:
+        sc.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+    finally:
+        os.close(fd)
+
+
 def _mount_spec(root: str, m: dict, bundle: str, hierarchies: list, cgroup_ns: bool, on_dev) -> None:
     dest = resolve_in_root(root, m["destination"])
     flags, prop, data, bind, rec = parse_options(m.get("options", ()))
@@ -192,7 +217,7 @@ def _mount_spec(root: str, m: dict, bundle: str, hierarchies: list, cgroup_ns: b
         if not src.startswith("/"):
             src = os.path.join(bundle, src)
         ensure_target(dest, os.path.isdir(src))
-        sc.mount(src, dest, None, sc.MS_BIND | (sc.MS_REC if rec else 0))
+        _mount_on(src, dest, None, sc.MS_BIND | (sc.MS_REC if rec else 0))
         if flags & ~sc.MS_REMOUNT:
             sc.mount(None, dest, None, sc.MS_REMOUNT | sc.MS_BIND | flags | (current_flags(dest) & ~sc.MS_RDONLY))
     elif typ == "cgroup":
@@ -200,7 +225,7 @@ def _mount_spec(root: str, m: dict, bundle: str, hierarchies: list, cgroup_ns: b
     else:
         ensure_target(dest, True)
         try:
-            sc.mount(m.get("source") or typ, dest, typ, flags, data or None)
+            _mount_on(m.get("source") or typ, dest, typ, flags, data or None)
         except PermissionError:
             if typ != "sysfs":
                 raise

@@ -5,6 +5,12 @@ fork; the caller reaps the first), creates the cgroup, forks the container proce
 new pid namespace and holds it before exec until "start".  It owns the container's stdio:
 it writes log.jsonl, serves runroot/<id>/attach.sock (protocol in attach.py), records the
 exit status and OOM in state.json, removes the cgroup and runs hooks.poststop.
+
+It also applies the restart policy (``opts["restart_policy"]``, restart.py: when the process
+exits it may create and start the container again -- new process, new namespaces except the
+network namespace, which it keeps so the caller's veth, addresses and port rules stay valid --
+after docker's back-off, status "restarting" meanwhile) and runs the HEALTHCHECK
+(``opts["healthcheck"]``, health.py: probes as execs, State.Health in state.json).
 """
 from __future__ import annotations
 
@@ -15,11 +21,13 @@ import selectors
 import signal
 import socket
 import sys
+import time
 
 from nbcontainer._linux import syscalls as sc
 from . import attach as proto
 from . import cgroups
 from .logfile import LogWriter, trace
+from .shim_policy import PolicyMixin
 from .state import (EXIT_FILE, SECCOMP_CACHE_DIR, SOCKET_FILE, RuntimeState, exit_status_to_code, now_rfc3339,
                     proc_start_time, save_state, write_json_atomic)
 
@@ -38,8 +46,8 @@ class Client:
         self.stdin = False
 
 
-class Shim:
-    """One container's supervisor (state lives in ``self.st``)."""
+class Shim(PolicyMixin):
+    """One container's supervisor (state lives in ``self.st``; restart and health: PolicyMixin)."""
 
     def __init__(self, opts: dict):
         self.opts = opts
@@ -71,9 +79,36 @@ class Shim:
         self.log = LogWriter(opts["log_path"])
         self.hierarchies: list = []
         self.cg_paths: dict[str, str] = {}
+        self.pidfd: Optional[int] = None
+        self.netns_fd: Optional[int] = None   # kept across restarts (see the module docstring)
+        self.run_started = 0.0                # monotonic time of the last successful start
+        self.restart_at: Optional[float] = None  # while "restarting": when to start again
+        self.restarts = None                  # a restart.RestartManager when a policy is set
+        policy = opts.get("restart_policy")
+        if policy and policy.get("Name") not in (None, "", "no"):
+            from .restart import RestartManager
+            self.restarts = RestartManager(policy)
+            self.st.restart_policy = dict(policy)
+        self.hc: Optional[dict] = opts.get("healthcheck") or None
+        if self.hc is not None and (self.hc.get("Test") or ["NONE"])[0] == "NONE":
+            self.hc = None
+        self.probe_at: Optional[float] = None   # monotonic time of the next health probe
+        self.probe: Optional[tuple] = None      # (helper pid, result fd) of the probe in flight
 
     # ------------------------------------------------------------------ create
     def create(self) -> None:
+        """Create the container (held before exec) and listen on the socket."""
+        self._spawn()
+        sock_path = os.path.join(self.dir, SOCKET_FILE)
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        proto.with_short_address(self.listener, sock_path, "bind")
+        self.listener.listen(16)
+
+    def _spawn(self) -> None:
+        """cgroup, stdio, the container process (set up, held before exec): status "created".
+        Run again for every restart."""
         trace(self.opts, "create")
         linux = self.config.get("linux") or {}
         nss = {n.get("type"): n for n in linux.get("namespaces") or ()}
@@ -129,7 +164,8 @@ class Shim:
         if pid == 0:  # ---- container process
             try:
                 sc.set_pdeathsig(signal.SIGKILL)  # no orphaned container if the shim dies
-                os.close(self.opts["ready_fd"])  # the caller reads it until EOF
+                if self.opts.get("ready_fd") is not None:
+                    os.close(self.opts["ready_fd"])  # the caller reads it until EOF
                 for i, fd in enumerate(stdio):
                     os.dup2(fd, i)
                 os.close(sync_w)
@@ -182,15 +218,12 @@ class Shim:
             self.stdin_fd = master
         trace(self.opts, "child ready")
         self.pidfd = sc.pidfd_open(pid)
+        if self.netns_fd is None and "network" in nss and not nss["network"].get("path"):
+            # the caller wires this namespace (veth, port rules) once: a restart joins it again
+            self.netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.st.status = "created"
-        self.st.created_at = now_rfc3339()
+        self.st.created_at = self.st.created_at or now_rfc3339()
         save_state(self.dir, self.st)
-        sock_path = os.path.join(self.dir, SOCKET_FILE)
-        if os.path.exists(sock_path):
-            os.unlink(sock_path)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        proto.with_short_address(self.listener, sock_path, "bind")
-        self.listener.listen(16)
 
     def _status_line(self) -> bytes:
         buf = b""
@@ -231,6 +264,12 @@ class Shim:
         os.close(self.status_r)
         if not line:
             self.st.status, self.st.started_at = "running", now_rfc3339()
+            self.st.error = ""
+            self.run_started = time.monotonic()
+            if self.hc is not None:
+                from . import health
+                self.st.health = health.initial_health()
+                self.probe_at = self.run_started + health.next_delay(self.hc, self.st.health, 0.0)
             save_state(self.dir, self.st)
             return {"ok": True}
         msg = line[1:].decode(errors="replace").strip()
@@ -241,23 +280,40 @@ class Shim:
         self.st.error = msg
         self.st.started_at = now_rfc3339()
         self.st.status = "running"  # the child exits right away; the pidfd records it
+        if self.restarts is not None:
+            self.restarts.cancel()  # a container that cannot start is not restarted (docker)
         save_state(self.dir, self.st)
         return {"ok": False, "error": msg, "exit_code": code}
 
     # ------------------------------------------------------------------ loop
     def serve(self) -> None:
-        """Run until the container exited and its output is drained; then clean up."""
+        """Run until the container exited (for good: see the restart policy) and its output
+        is drained; then clean up."""
         self.sel.register(self.listener, selectors.EVENT_READ, "listen")
-        self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-            self.sel.register(fd, selectors.EVENT_READ, "out")
-        drain_deadline = None
-        import time
+        self._watch_child()
+        drain_deadline = 0.0
         while True:
-            if self.exited and (not self.outputs or time.monotonic() > drain_deadline):
-                break
-            timeout = None if not self.exited else max(0.0, drain_deadline - time.monotonic())
+            now = time.monotonic()
+            if self.exited and (not self.outputs or now > drain_deadline):
+                self._close_outputs()
+                self.exited = False
+                delay = self._after_exit()
+                if delay is None:
+                    break
+                self.restart_at = now + delay
+            if self.restart_at is not None:
+                if self.restarts is None or self.restarts.cancelled:
+                    break  # a stop or kill during the back-off: stay exited
+                if now >= self.restart_at:
+                    self.restart_at = None
+                    if not self._respawn():
+                        break
+                    continue
+            if self.probe_at is not None and self.probe is None and now >= self.probe_at and not self.exited:
+                self._start_probe()
+            deadlines = [t for t in (drain_deadline if self.exited else None, self.restart_at,
+                                     self.probe_at if self.probe is None else None) if t is not None]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
             for key, mask in self.sel.select(timeout):
                 what = key.data
                 if what == "listen":
@@ -272,9 +328,31 @@ class Shim:
                         self._flush_stdin()
                 elif what == "stdin":
                     self._flush_stdin()
+                elif what == "probe":
+                    self._probe_done()
                 elif isinstance(what, Client):
                     self._client_readable(what)
         self.finish()
+
+    def _watch_child(self) -> None:
+        self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, "out")
+
+    def _close_outputs(self) -> None:
+        for fd in list(self.outputs):
+            self.sel.unregister(fd)
+            if fd != self.stdin_fd:
+                os.close(fd)
+        self.outputs.clear()
+        if self.stdin_fd is not None:  # a pty master (or a stdin pipe still open)
+            if self.stdin_fd in self.sel.get_map():
+                self.sel.unregister(self.stdin_fd)
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+        self.stdin_buf.clear()
+        self.stdin_closing = False
 
     def _accept(self) -> None:
         try:
@@ -316,6 +394,11 @@ class Shim:
                     self._send(c, proto.encode(proto.REPLY, b'{"ok": true}'))  # attached: output flows
                 elif c.kind == "start":
                     self._send(c, proto.encode(proto.REPLY, json.dumps(self.start()).encode()))
+                elif c.kind == "no-restart":
+                    self._send(c, proto.encode(proto.REPLY, json.dumps(self.cancel_restart()).encode()))
+                elif c.kind == "restart-policy":
+                    self._send(c, proto.encode(proto.REPLY, json.dumps(self.set_restart_policy(req.get("policy")))
+                                                .encode()))
                 # "wait" clients are answered in finish(), once state.json says stopped
             elif ftype == proto.STDIN and c.stdin and self.stdin_fd is not None:
                 self.stdin_buf += payload
@@ -399,11 +482,12 @@ class Shim:
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> None:
-        for fd in list(self.outputs):
-            self.sel.unregister(fd)
-            os.close(fd)
-        self.outputs.clear()
+        self._stop_probe()
+        self._close_outputs()
         self.log.close()
+        if self.netns_fd is not None:  # the namespace (and its veth) goes with its last user
+            os.close(self.netns_fd)
+            self.netns_fd = None
         cgroups.kill_all(self.cg_paths)  # stragglers (no pid ns), then the dirs: before waiters wake
         cgroups.remove(self.cg_paths)
         self.st.status = "stopped"
@@ -472,6 +556,7 @@ def run(opts: dict) -> int:
             os._exit(1)
     os.write(ready, b"OK %d" % shim.st.pid)
     os.close(ready)
+    opts["ready_fd"] = None  # closed: a restart's container process must not close that number again
     shim.serve()
     return 0
 

@@ -80,16 +80,20 @@ _FIELDS = {  # name -> default (a factory for mutable defaults)
     "id": "", "status": "creating", "pid": 0, "pid_start": None, "shim_pid": 0, "shim_start": None,
     "bundle": "", "created_at": "", "started_at": "", "finished_at": "", "exit_code": None,
     "oom_killed": False, "error": "", "tty": False, "stdin_open": False, "cgroups": dict,
+    "restart_count": 0, "health": None, "restart_policy": None,
 }
 
 
 class RuntimeState:
     """What the runtime knows about one container (runroot/<id>/state.json).
 
-    Fields: id, status ("creating" | "created" | "running" | "stopped"), pid (container PID 1
+    Fields: id, status ("creating" | "created" | "running" | "restarting" | "stopped"; restarting:
+    waiting out the restart policy's back-off, no process), pid (container PID 1
     on the host) and pid_start, shim_pid and shim_start (start times from /proc/<pid>/stat),
     bundle, created_at/started_at/finished_at (RFC 3339 nano or ""), exit_code (None until
-    exited), oom_killed, error, tty, stdin_open, cgroups (hierarchy mountpoint -> cgroup dir).
+    exited), oom_killed, error, tty, stdin_open, cgroups (hierarchy mountpoint -> cgroup dir),
+    restart_count (restarts done by the supervisor's policy), health (State.Health or None),
+    restart_policy (the policy the supervisor applies, None for "no").
     A plain class rather than a dataclass: the supervisor imports this at every start.
     """
 

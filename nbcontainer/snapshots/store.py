@@ -330,9 +330,12 @@ class Snapshotter:
             os.rename(d, trash)  # atomic: the numeric name is free again even if rmtree is interrupted
         except FileNotFoundError:
             trash = None
-        self.db.delete_snapshot(key)
         if trash is not None:
+            # the tree goes before the row: on a full disk the row's deletion needs the space
+            # the tree frees (SQLite writes its WAL), and a crash in between leaves a row
+            # without directory, which `nbc system check --repair` removes
             self._rmtree(trash)
+        self.db.delete_snapshot(key)
 
     def cleanup(self) -> int:
         """Remove directories no snapshot row refers to (crash leftovers); returns how many."""

@@ -3,10 +3,11 @@
 Layout: a status line and a Refresh button over a Tab with
 
 - **Containers**: a table (name, image, status, uptime, ports) and, for the one picked in the
-  drop-down, start / stop / restart / remove / logs / terminal;
+  drop-down, start / stop / restart / remove / logs / terminal (``nbc exec -it NAME sh`` typed into
+  a new JupyterLab terminal when the kernel's Jupyter server is reachable, else the command to copy);
 - **Images**: a table (repository, tag, id, size, created) and run / remove / save;
-- **Ports**: container port -> ``http://127.0.0.1:PORT/`` links (and ``/proxy/PORT/`` when
-  jupyter-server-proxy is installed);
+- **Ports**: container port -> ``http://127.0.0.1:PORT/`` links (and ``{base_url}proxy/PORT/`` when
+  jupyter-server-proxy is installed, with the base URL of the kernel's Jupyter server when known);
 - **Logs**: an Output widget fed from a follower thread with ``append_stdout``.
 
 Refreshing reads one summary list per kind (no per-object inspect) and sets only the traits
@@ -28,29 +29,36 @@ import ipywidgets as w
 from ..errors import NbContainerError, NotFound
 from ..events import Event, Lifecycle, bus
 from ..ipython.display import CONTAINER_COLUMNS, IMAGE_COLUMNS, container_rows, html_table, image_rows
+from .jupyter import (JupyterServer, TerminalUnavailable, anchor, exec_command, find_server, open_terminal,
+                      ports_cell, proxy_url, unique_links)
 from .live import LiveView
 from .logs import LogFollower
 
 DEBOUNCE = 0.25
+_FIND = object()  # "look for the kernel's Jupyter server" (the default of ``server``)
 
 
 class Dashboard(LiveView):
     """The panel; ``Dashboard(client=None)`` (default: ``nbcontainer.from_env()``).
 
     ``threaded=False`` runs actions and auto-refreshes synchronously (tests);
-    ``watch_exits`` starts a ``wait`` thread per running container so exits refresh the view.
+    ``watch_exits`` starts a ``wait`` thread per running container so exits refresh the view;
+    ``server``: the Jupyter server for terminals and proxy links (default: found from the
+    environment, :func:`nbcontainer.widgets.jupyter.find_server`; None: no server).
     """
 
     debounce = DEBOUNCE
 
     def __init__(self, client: Any = None, *, threaded: bool = True, watch_exits: bool = True,
-                 auto_refresh: bool = True) -> None:
+                 auto_refresh: bool = True, server: Any = _FIND) -> None:
         if client is None:
             from ..client import from_env
             client = from_env()
         self.client = client
         self.threaded = threaded
         self.watch_exits = watch_exits
+        self.server: Optional[JupyterServer] = find_server() if server is _FIND else server
+        self.terminals: Dict[str, str] = {}  # container -> terminal name opened for it
         self._init_live()
         self._watched: Set[str] = set()
         self._follower: Optional[LogFollower] = None
@@ -82,6 +90,10 @@ class Dashboard(LiveView):
             "logs": self._button("logs", self.follow_selected),
             "terminal": self._button("terminal", self.terminal),
         }
+        self.container_buttons["terminal"].tooltip = (
+            "open nbc exec -it CONTAINER sh in a new JupyterLab terminal" if self.server is not None
+            else "show the command that opens a shell in the container")
+        self.terminal_html = w.HTML()
         self.images_html = w.HTML()
         self.image_pick = w.Dropdown(description="Image", options=[])
         self.image_buttons = {
@@ -94,7 +106,8 @@ class Dashboard(LiveView):
         self.log_out = w.Output(layout=w.Layout(max_height="20em", overflow="auto", border="1px solid #ddd"))
         self.stop_follow_button = self._button("stop following", self.stop_following)
         containers_tab = w.VBox([self.containers_html,
-                                 w.HBox([self.container_pick] + list(self.container_buttons.values()))])
+                                 w.HBox([self.container_pick] + list(self.container_buttons.values())),
+                                 self.terminal_html])
         images_tab = w.VBox([self.images_html, w.HBox([self.image_pick] + list(self.image_buttons.values()))])
         logs_tab = w.VBox([w.HBox([self.log_title, self.stop_follow_button]), self.log_out])
         self.tabs = w.Tab(children=[containers_tab, images_tab, w.VBox([self.ports_html]), logs_tab])
@@ -116,6 +129,8 @@ class Dashboard(LiveView):
             now = time.time()
             self.images = image_rows(images, now)
             self.containers = container_rows(sorted(containers, key=lambda s: s.get("Created", 0), reverse=True), now)
+            for row in self.containers:  # proxy links under this server's base URL
+                row["ports_html"] = ports_cell(row["links"], self.server)
             _set(self.containers_html, "value", html_table(CONTAINER_COLUMNS, self.containers, raw=("ports_html",))
                  if self.containers else "<i>No containers.</i>")
             _set(self.images_html, "value", html_table(IMAGE_COLUMNS, self.images) if self.images
@@ -135,12 +150,13 @@ class Dashboard(LiveView):
     def _ports_html(self) -> str:
         rows = []
         for r in self.containers:
-            for link in r["links"]:
+            for link in unique_links(r["links"]):
                 if not link["url"]:
                     continue
-                target = f'<a href="{html.escape(link["url"])}" target="_blank">{html.escape(link["host"])}</a>'
-                if link["proxy"]:
-                    target += f' &middot; <a href="{html.escape(link["proxy"])}" target="_blank">via proxy</a>'
+                target = anchor(link["url"], link["host"])
+                proxy = proxy_url(link["host"].rpartition(":")[2], self.server)
+                if proxy:
+                    target += f" &middot; {anchor(proxy, 'via proxy')}"
                 rows.append({"name": r["name"], "container": link["container"], "target": target})
         if not rows:
             return "<i>No published ports.</i>"
@@ -272,15 +288,62 @@ class Dashboard(LiveView):
 
     # -- terminal ------------------------------------------------------------------------------
     def terminal(self, name: Optional[str] = None) -> str:
-        """The command that opens a shell in the container from a JupyterLab terminal; shown in the status."""
+        """A shell in the container: ``nbc exec -it NAME sh`` in a new JupyterLab terminal.
+
+        With a reachable Jupyter server the command is typed into a terminal created through its
+        REST API and a link to that terminal is shown; otherwise (or when that fails) the exact
+        command to copy into a terminal is shown.  Returns the command.
+        """
         name = name or self.container_pick.value
         if not name:
             self.message("pick a container first", error=True)
             return ""
-        env = " ".join(f"{k}={os.environ[k]}" for k in ("NBCONTAINER_ROOT", "NBCONTAINER_RUNROOT") if os.environ.get(k))
-        command = f"{env + ' ' if env else ''}nbc exec -it {name} sh"
-        self.message(f"In a JupyterLab terminal (File > New > Terminal) run: {command}")
+        command = exec_command(name)
+        try:  # the table may be stale: ask the store
+            status = (self.client.container_service.inspect(name).get("State") or {}).get("Status", "")
+        except NotFound as e:
+            _set(self.terminal_html, "value", "")
+            self.message(f"terminal {name}: {e} (it was removed meanwhile; the list is refreshed)", error=True)
+            self.refresh()
+            return command
+        if status != "running":
+            self._show_command(command, f"{html.escape(name)} is {html.escape(status or 'not running')}: "
+                                        f"start it, then")
+            self.message(f"terminal {name}: it is not running", error=True)
+            return command
+        if self.server is None:
+            self._show_command(command, "In a terminal (JupyterLab: File &gt; New &gt; Terminal) run")
+            self.message(f"In a JupyterLab terminal (File > New > Terminal) run: {command}")
+            return command
+        server = self.server
+
+        def body() -> None:
+            self.message(f"terminal {name}: opening ...")
+            try:
+                term = open_terminal(server, command)
+            except TerminalUnavailable as e:
+                self._show_command(command, f"No terminal from the Jupyter server ({html.escape(str(e))}); run")
+                self.message(f"terminal {name}: {e}", error=True)
+                return
+            self.terminals[name] = term
+            # a link only where the server has a page for it (Notebook 7, classic); JupyterLab lists it
+            label = (anchor(server.terminal_page(term), term) if server.serves_terminal_pages(term)
+                     else f"<b>{html.escape(term)}</b>")
+            _set(self.terminal_html, "value",
+                 f"Terminal {label} runs <code>{html.escape(command)}</code>; in JupyterLab open it from the "
+                 f"<i>Running Terminals and Kernels</i> panel.")
+            self.message(f"terminal {name}: opened terminal {term}")
+
+        if self.threaded:
+            self._action = threading.Thread(target=body, name="nbc-dashboard-terminal", daemon=True)
+            self._action.start()
+        else:
+            body()
         return command
+
+    def _show_command(self, command: str, lead: str) -> None:
+        _set(self.terminal_html, "value",
+             f'{lead}: <code style="user-select:all">{html.escape(command)}</code>')
 
     # ================================================================ lifecycle / display
     def close(self) -> None:

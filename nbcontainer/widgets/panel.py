@@ -16,20 +16,27 @@ import ipywidgets as w
 from ..errors import NotFound
 from ..events import Event, Lifecycle, bus
 from ..ipython.display import container_rows
+from .jupyter import JupyterServer, find_server, ports_cell
 from .live import LiveView
 from .logs import LogFollower
 
 TAIL = 10
 DEBOUNCE = 0.2
+_FIND = object()  # "look for the kernel's Jupyter server" (the default of ``server``)
 
 
 class ContainerPanel(LiveView):
-    """``ContainerPanel(container)``: ``.widget`` is the VBox; displays itself in a notebook."""
+    """``ContainerPanel(container)``: ``.widget`` is the VBox; displays itself in a notebook.
+
+    ``server``: the Jupyter server whose base URL prefixes ``/proxy/PORT/`` links (default: found
+    from the environment; None: none).
+    """
 
     debounce = DEBOUNCE
 
-    def __init__(self, container: Any, *, follow: bool = True, tail: int = TAIL) -> None:
+    def __init__(self, container: Any, *, follow: bool = True, tail: int = TAIL, server: Any = _FIND) -> None:
         self.container = container
+        self.server: Optional[JupyterServer] = find_server() if server is _FIND else server
         self.client = container.client
         self.tail = tail
         self.header = w.HTML()
@@ -58,7 +65,8 @@ class ContainerPanel(LiveView):
             status = f'<span style="color:{color}">{html.escape(label)}</span>'
         self.header.value = (f'<b>{html.escape(row["name"] or row["id"])}</b> <code>{html.escape(row["id"])}</code>'
                              f' &middot; {html.escape(row["image"])} &middot; {status}')
-        self.ports.value = f"Ports: {row['ports_html']}" if row["ports_html"] else ""
+        cell = ports_cell(row["links"], self.server)
+        self.ports.value = f"Ports: {cell}" if cell else ""
 
     def reload(self) -> None:
         """Re-read the container (a removed container is shown as removed, not an error)."""

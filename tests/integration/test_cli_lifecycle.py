@@ -96,7 +96,7 @@ def test_stdin_with_i(nbc):
     (["run", "-u", "a b", "bb:1", "true"], "a b"),
     (["run", "-p", "80:x", "bb:1", "true"], "80:x"),
     (["run", "--network", "nosuchnet", "bb:1", "true"], "nosuchnet"),
-    (["run", "--memory", "64m", "bb:1", "true"], "--memory"),
+    (["run", "--memory", "64x", "bb:1", "true"], "64x"),
     (["logs", "ghost"], "ghost"),
     (["rm", "ghost"], "ghost"),
     (["rmi", "ghost:1"], "ghost:1"),

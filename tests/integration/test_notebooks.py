@@ -1,17 +1,25 @@
-"""Execute every notebooks/*.ipynb with nbclient and fail on any error.
+"""Execute every notebooks/*.ipynb with nbclient and a real ipykernel; fail on any error.
 
 nbval (``pytest --nbval-lax notebooks/``) compares outputs but cannot see a ``UsageError``
 (IPython prints it without an error message); nbclient reads each cell's execute_reply, so
 this catches every failure.  Cells tagged ``raises-exception`` may raise (nbclient's rule).
-The kernel gets private NBCONTAINER_ROOT / NBCONTAINER_RUNROOT directories.
+
+The kernels run in notebooks/ (as in JupyterLab and under nbval: the notebooks import
+``tutorial.py`` and read ``flask-app/``) and share one image store, the caller's
+``NBCONTAINER_ROOT`` when set (test.sh sets a private one) or a temporary one: base images
+made by one notebook (busybox, the Debian+Flask base) are reused by the next.  Each notebook
+must clean up after itself: no containers, no new image names besides those bases, and no
+registry process may be left behind.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator, List, Set, Tuple
 
 import pytest
 
@@ -23,7 +31,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.busybox import busybox_available  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+#: image names a notebook may leave in the store: the offline bases, kept as a cache
+SHARED_BASES = {"busybox:latest", "debian-flask:bookworm"}
+
+#: what a notebook needs besides busybox-static, by a word in its file name
+NEEDS = {
+    "registr": ("/usr/bin/docker-registry", "docker-registry is not installed (apt-get install docker-registry)"),
+    "tour": ("/usr/bin/docker-registry", "docker-registry is not installed (apt-get install docker-registry)"),
+    "flask": ("/usr/bin/mmdebstrap", "mmdebstrap is not installed: the Flask notebook bootstraps a Debian base"),
+}
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[Tuple[Path, str]]:
+    """(root, runroot) shared by the notebooks of this module."""
+    own: List[str] = []
+    root_env, runroot_env = os.environ.get("NBCONTAINER_ROOT"), os.environ.get("NBCONTAINER_RUNROOT")
+    if root_env and runroot_env:
+        root, runroot = Path(root_env), runroot_env
+    else:
+        base = tempfile.mkdtemp(prefix="nbc-nbtest-")
+        runroot = tempfile.mkdtemp(prefix="nbc-", dir="/tmp")  # short: socket paths have a length limit
+        own += [base, runroot]
+        root = Path(base) / "root"
+    yield root, runroot
+    _remove_containers(root, runroot)
+    for path in own:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _kernel_env(root: Path, runroot: str) -> dict:
@@ -33,19 +70,84 @@ def _kernel_env(root: Path, runroot: str) -> dict:
     return env
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes_without_errors(path, tmp_path):
-    if not busybox_available():
-        pytest.skip("busybox-static is not installed: the notebooks bootstrap their base image from it")
-    nb = nbformat.read(str(path), as_version=4)
-    runroot = tempfile.mkdtemp(prefix="nbc-", dir="/tmp")  # short: socket paths have a length limit
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+def _client(root: Path, runroot: str):
+    from nbcontainer.client import NbClient
+    return NbClient(root=root, runroot=runroot)
+
+
+def _containers(root: Path, runroot: str) -> Set[str]:
+    if not root.exists():
+        return set()
+    with _client(root, runroot) as client:
+        return {c.name for c in client.containers.list(all=True)}
+
+
+def _image_names(root: Path, runroot: str) -> Set[str]:
+    if not root.exists():
+        return set()
+    with _client(root, runroot) as client:
+        return {t for image in client.images.list() for t in image.tags}
+
+
+def _remove_containers(root: Path, runroot: str) -> None:
+    """Remove what a notebook left behind (containers first: their mounts live under root)."""
+    if not root.exists():
+        return
     try:
-        client.execute(env=_kernel_env(tmp_path / "root", runroot))
+        with _client(root, runroot) as client:
+            for c in client.containers.list(all=True):
+                c.remove(force=True)
+    except Exception:
+        pass
+
+
+def _tutorial_registries() -> List[int]:
+    """PIDs of docker-registry processes started by notebooks/tutorial.py (their config path says so)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"docker-registry") and any(b"nbc-tutorial-registry-" in a for a in cmdline):
+            pids.append(int(entry))
+    return pids
+
+
+def _skip_reason(path: Path) -> str:
+    if not busybox_available():
+        return "busybox-static is not installed: the notebooks bootstrap their base image from it"
+    for word, (binary, reason) in NEEDS.items():
+        if word in path.name and not os.access(binary, os.X_OK):
+            return reason
+    return ""
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_executes_without_errors(path, store):
+    reason = _skip_reason(path)
+    if reason:
+        pytest.skip(reason)
+    root, runroot = store
+    containers_before, images_before = _containers(root, runroot), _image_names(root, runroot)
+    registries_before = set(_tutorial_registries())
+    nb = nbformat.read(str(path), as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    try:
+        client.execute(env=_kernel_env(root, runroot))
     except nbclient.exceptions.CellExecutionError as e:
+        _remove_containers(root, runroot)
         pytest.fail(f"{path.name}: a cell failed:\n{e}")
     finally:
-        _cleanup(tmp_path / "root", runroot)
+        leftover_registries = sorted(set(_tutorial_registries()) - registries_before)
+        for pid in leftover_registries:  # started by this notebook's kernel: stop them by PID
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     errors = [c for c in nb.cells if c.cell_type == "code" and "raises-exception" not in c.metadata.get("tags", [])
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
@@ -53,20 +155,27 @@ def test_notebook_executes_without_errors(path, tmp_path):
     usage = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if o.get("name") == "stderr" and "UsageError" in o.get("text", "")]
     assert usage == []
+    # each notebook cleans up after itself
+    left = _containers(root, runroot) - containers_before
+    _remove_containers(root, runroot)
+    assert not left, f"{path.name} left containers behind: {sorted(left)}"
+    new_names = _image_names(root, runroot) - images_before - SHARED_BASES
+    assert not new_names, f"{path.name} left image names behind: {sorted(new_names)}"
+    assert not leftover_registries, f"{path.name} left docker-registry processes running: {leftover_registries}"
 
 
-def _cleanup(root: Path, runroot: str) -> None:
-    """Remove what a notebook left behind (containers first: their mounts live under root)."""
-    if root.exists():
-        try:
-            from nbcontainer.client import NbClient
-            with NbClient(root=root, runroot=runroot) as client:
-                for c in client.containers.list(all=True):
-                    c.remove(force=True)
-        except Exception:
-            pass
-    shutil.rmtree(runroot, ignore_errors=True)
+def test_every_notebook_is_executed_here():
+    assert len(NOTEBOOKS) >= 6, f"expected 00-05 in notebooks/, found {[p.name for p in NOTEBOOKS]}"
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS, "notebooks/*.ipynb missing"
+def test_notebooks_tag_checked_cells_and_cleanup():
+    """Tutorials (01-05) compare some outputs under nbval and end with a cleanup cell."""
+    for path in NOTEBOOKS:
+        if path.name.startswith("00-"):
+            continue
+        nb = nbformat.read(str(path), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        tags = [set(c.metadata.get("tags", [])) for c in code]
+        assert any("nbval-check-output" in t for t in tags), f"{path.name}: no cell tagged nbval-check-output"
+        assert "cleanup" in tags[-1], f"{path.name}: the last code cell should be tagged 'cleanup'"
+        assert code[0].source.lstrip().startswith("%load_ext nbcontainer"), path.name

@@ -40,7 +40,7 @@ def test_run_kwargs_map_to_docker_py_names():
 
 
 @pytest.mark.parametrize("argv, flag", [
-    (["--restart", "always", "img"], "--restart"),
+    (["--pull", "always", "img"], "--pull"),
     (["--platform", "linux/arm64", "img"], "--platform"),
 ])
 def test_refused_flags_say_so(argv, flag):

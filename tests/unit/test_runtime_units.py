@@ -63,7 +63,7 @@ def test_resource_writes_v1_and_v2():
     assert ("memory", "memory.max", "67108864") in v2
     assert ("memory", "memory.swap.max", str(64 << 20)) in v2
     assert ("memory", "memory.low", "1048576") in v2
-    assert ("cpu", "cpu.max", "50000 100000") in v2 and ("cpu", "cpu.weight", "20") in v2
+    assert ("cpu", "cpu.max", "50000 100000") in v2 and ("cpu", "cpu.weight", "59") in v2  # crun's shares->weight mapping
     assert cgroups.resource_writes(res, {}) == []  # no controller, no writes
     assert cgroups.resource_writes(None, {"memory": 1}) == []
 

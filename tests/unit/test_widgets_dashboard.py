@@ -24,7 +24,7 @@ def client():
 
 @pytest.fixture
 def board(client):
-    b = Dashboard(client=client, threaded=False, watch_exits=False)
+    b = Dashboard(client=client, threaded=False, watch_exits=False, server=None)  # no Jupyter server: the copy-the-command path
     yield b
     b.close()
 
