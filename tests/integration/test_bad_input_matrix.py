@@ -466,11 +466,8 @@ def test_bad_input(matrix, case: Case):
 
 
 def _assert_nothing_left(m: Matrix, before: Dict[str, Any]) -> None:
-    import time
-    t0 = time.monotonic()
+    # --rm's remover may still be finishing after the CLI returned (seconds, on a loaded machine)
     left = m.leftovers.settle(before, timeout=20)
-    if time.monotonic() - t0 > 1:
-        print(f"SETTLE took {time.monotonic() - t0:.1f}s")
     escaped = ESCAPED.exists()
     if escaped:
         ESCAPED.unlink(missing_ok=True)

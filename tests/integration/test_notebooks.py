@@ -179,3 +179,107 @@ def test_notebooks_tag_checked_cells_and_cleanup():
         assert any("nbval-check-output" in t for t in tags), f"{path.name}: no cell tagged nbval-check-output"
         assert "cleanup" in tags[-1], f"{path.name}: the last code cell should be tagged 'cleanup'"
         assert code[0].source.lstrip().startswith("%load_ext nbcontainer"), path.name
+
+
+# -- the notebooks' helpers (notebooks/tutorial.py) and sanitize rules ----------------------------
+def _tutorial():
+    sys.path.insert(0, str(NOTEBOOK_DIR))
+    try:
+        import tutorial
+    finally:
+        sys.path.remove(str(NOTEBOOK_DIR))
+    return tutorial
+
+
+def _free_port() -> int:
+    """A port that was free a moment ago (the kernel's choice)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_pick_port_prefers_the_given_port_and_falls_back_when_taken():
+    import socket
+    tutorial = _tutorial()
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        assert not tutorial.port_is_free(taken)
+        other = tutorial.pick_port(taken)
+        assert other != taken and tutorial.port_is_free(other)
+    assert tutorial.pick_port(taken) == taken  # free again
+
+
+def test_fetch_retries_until_the_page_answers_and_times_out_otherwise():
+    import http.server
+    import threading
+    tutorial = _tutorial()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args):
+            pass
+
+    servers = []
+
+    def serve():  # nothing listens on the port for the first half second: connections are refused
+        servers.append(http.server.HTTPServer(("127.0.0.1", port), Hello))
+        servers[0].serve_forever(poll_interval=0.05)
+
+    starter = threading.Timer(0.5, serve)
+    starter.start()
+    try:
+        assert tutorial.fetch(url, timeout=10, expect="hello") == "hello"
+        with pytest.raises(TimeoutError, match="does not contain"):
+            tutorial.fetch(url, timeout=0.6, expect="never there")
+    finally:
+        starter.cancel()  # if it has not fired yet
+        starter.join(1)   # returns at once unless it is serving
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        starter.join()
+
+
+def test_local_registry_answers_and_stops_by_pid():
+    if not os.access("/usr/bin/docker-registry", os.X_OK):
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    tutorial = _tutorial()
+    registry = tutorial.LocalRegistry()
+    try:
+        pid, directory = registry.pid, registry.dir
+        assert registry.host.startswith("127.0.0.1:")
+        assert tutorial.fetch(f"http://{registry.host}/v2/", timeout=10).strip() == "{}"
+        assert pid in _tutorial_registries()
+    finally:
+        registry.stop()
+    assert registry.pid is None and repr(registry) == "LocalRegistry(stopped)"
+    assert pid not in _tutorial_registries() and not directory.exists()
+    registry.stop()  # twice is harmless
+
+
+def test_sanitize_rules_hide_what_varies_between_runs():
+    plugin = pytest.importorskip("nbval.plugin", reason="nbval is not installed")
+    patterns = plugin.get_sanitize_patterns((NOTEBOOK_DIR / "sanitize.cfg").read_text())
+
+    def clean(text: str) -> str:
+        import re
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    a = ("127.0.0.1:40645/tour/busybox  Up 3 seconds  sha256:" + "ab" * 32 + " 1d7b731dc540 1.98MB "
+         "/tmp/nbc-build-x1y2/Dockerfile 2 minutes ago")
+    b = ("127.0.0.1:5000/tour/busybox  Up About a minute  sha256:" + "cd" * 32 + " 0e7638f97996 214MB "
+         "/tmp/nbc-build-q9r8/Dockerfile Less than a second ago")
+    assert clean(a) == clean(b)
+    assert "tour/busybox" in clean(a)  # names stay
+    assert clean("hello from busybox httpd") == "hello from busybox httpd"
