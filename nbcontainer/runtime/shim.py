@@ -94,6 +94,7 @@ class Shim(PolicyMixin):
             self.hc = None
         self.probe_at: Optional[float] = None   # monotonic time of the next health probe
         self.probe: Optional[tuple] = None      # (helper pid, result fd) of the probe in flight
+        self.spawns = 0                         # container processes started (restarts included)
 
     # ------------------------------------------------------------------ create
     def create(self) -> None:
@@ -106,10 +107,23 @@ class Shim(PolicyMixin):
         proto.with_short_address(self.listener, sock_path, "bind")
         self.listener.listen(16)
 
+    def _reload_resources(self) -> None:
+        """A restart applies the limits in the bundle now: ``nbc update`` rewrites them there."""
+        try:
+            with open(os.path.join(self.bundle, "config.json"), "rb") as f:
+                resources = (json.load(f).get("linux") or {}).get("resources")
+        except (OSError, ValueError):
+            return  # keep the limits the container started with
+        if resources is not None:
+            self.config.setdefault("linux", {})["resources"] = resources
+
     def _spawn(self) -> None:
         """cgroup, stdio, the container process (set up, held before exec): status "created".
         Run again for every restart."""
         trace(self.opts, "create")
+        if self.spawns:
+            self._reload_resources()
+        self.spawns += 1
         linux = self.config.get("linux") or {}
         nss = {n.get("type"): n for n in linux.get("namespaces") or ()}
         if "user" in nss:

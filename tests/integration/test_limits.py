@@ -274,6 +274,19 @@ BAD_VALUES = [
 ]
 
 
+def test_a_restart_after_update_keeps_the_new_limits(nbc):
+    """The supervisor re-reads the limits `update` wrote into the bundle before it restarts."""
+    limit = inside("memory", "memory.limit_in_bytes", "memory.max")
+    cid = nbc.ok("run", "-d", "--restart", "on-failure:1", "-m", "64m", "--memory-swap", "-1", "bb:1",
+                 "sh", "-c", f"cat {limit}; sleep 1.5; exit 1").strip()
+    nbc.ok("update", "-m", "96m", cid)
+    deadline = time.monotonic() + 30
+    while json.loads(nbc.ok("inspect", cid))[0]["State"]["Status"] != "exited" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = nbc.ok("logs", cid).split()
+    assert lines == [str(64 * MiB), str(96 * MiB)]  # the first run, then the restart with the new limit
+
+
 def test_bad_values_exit_125_naming_the_value_and_create_nothing(nbc):
     root = Path(nbc.env["NBCONTAINER_ROOT"])
     for flags, value in BAD_VALUES:  # one store for all: each case costs a process, not an import
