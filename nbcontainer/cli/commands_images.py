@@ -69,6 +69,11 @@ def cmd_images(ctx: Any, ns: Any) -> int:
         ctx.out("\n".join(seen))
         return 0
     rows = image_rows(summaries, trunc=not ns.no_trunc)
+    patterns = filters.get("reference") or []
+    if patterns:  # as docker: only the rows (tags) the reference matches, not every tag of a matched image
+        import fnmatch
+        rows = [r for r in rows if any(fnmatch.fnmatchcase(name, p) for p in patterns
+                                       for name in (r["Repository"], f"{r['Repository']}:{r['Tag']}"))]
     columns = [("REPOSITORY", "Repository"), ("TAG", "Tag")]
     if ns.digests:
         columns.append(("DIGEST", "Digest"))

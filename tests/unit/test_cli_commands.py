@@ -278,3 +278,12 @@ def test_every_verb_has_a_handler():
     from nbcontainer.cli.main import _handler
     for verb in _args.verbs():
         assert callable(_handler(verb)), verb
+
+
+def test_images_reference_lists_only_the_matching_tags(client):
+    """`nbc images busybox` shows the busybox rows, not other names of the same image (docker does the same)."""
+    client.image_service.images[IMAGE_ID]["RepoTags"].append("127.0.0.1:5000/busybox:latest")
+    code, out, _ = run_nbc(client, "images", "--format", "{{.Repository}}:{{.Tag}}", "busybox")
+    assert code == 0 and out.split() == ["busybox:latest"]
+    code, out, _ = run_nbc(client, "images", "--format", "{{.Repository}}", "*/busybox")
+    assert out.split() == ["127.0.0.1:5000/busybox"]
