@@ -243,7 +243,9 @@ class NbContainerMagics(Magics):
         self._check_notebook_io(verb, ns)
         ctx = _RecordingContext(client=client, stdout=out, stderr=err, stdin=NoStdin())
         handler = cli._handler(verb)
-        with bus_progress(messages=False, operations=VERB_OPERATIONS.get(verb, ())):
+        # `build` prints its own steps (and nothing with -q): the cell sink must not repeat them
+        sink = CellProgress(messages=False, quiet=verb == "build")
+        with bus_progress(sink, operations=VERB_OPERATIONS.get(verb, ())):
             code = int(handler(ctx, ns) or 0)
         if code:
             raise self._failure(verb, ns, ctx, code)

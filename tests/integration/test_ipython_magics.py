@@ -231,6 +231,17 @@ def test_nbc_ps_images_and_exec(ip, capsys):
         ip.run_line_magic("nbc", "exec box false")
 
 
+def test_nbc_build_prints_each_step_once_and_nothing_but_the_id_with_q(ip, capsys, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo built > /b\nCMD [\"cat\", \"/b\"]\n")
+    ip.run_line_magic("nbc", f"build -t magic/built {tmp_path}")
+    out = capsys.readouterr().out
+    assert out.count("Step 2/3 : RUN echo built > /b") == 1
+    ip.run_line_magic("nbc", f"build -q -t magic/built {tmp_path}")
+    out = capsys.readouterr().out
+    assert out.split() and all(line.startswith("sha256:") for line in out.split()), out
+    ip.run_line_magic("nbc", "rmi magic/built")
+
+
 def test_logs_of_a_removed_container_is_a_clear_error(ip, capsys):
     ip.run_line_magic("container_run", "--name gone busybox true")
     ip.run_line_magic("nbc", "rm gone")
