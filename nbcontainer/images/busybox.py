@@ -7,6 +7,7 @@ empty directories — the smallest real image a tutorial or a test can run, with
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -16,7 +17,8 @@ from typing import Any, Callable, List, Optional
 
 from ..errors import NbContainerError
 from ..events import Lifecycle, emit
-from .create import create_image, default_created, parse_tag
+from ..oci.image import rfc3339
+from .create import create_image, parse_tag, source_date_epoch
 
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
@@ -82,7 +84,9 @@ def bootstrap_busybox(svc: Any, tag: Optional[str] = None, progress: Optional[Ca
     workdir = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=svc.paths.tmp))
     try:
         tar = write_rootfs_tar(workdir / "rootfs.tar", busybox)
-        created = default_created()
+        # the binary's own time (SOURCE_DATE_EPOCH wins): bootstrapping twice gives the same image
+        sde = source_date_epoch()
+        created = rfc3339(float(sde) if sde is not None else float(int(os.stat(busybox).st_mtime)))
         history = [{"created": created, "created_by": f"nbc bootstrap busybox ({busybox})",
                     "comment": "busybox root fs from the host's busybox-static"}]
         config = {"created": created, "config": {

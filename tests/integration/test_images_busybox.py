@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -29,6 +30,17 @@ def test_bootstrap_busybox_makes_a_tagged_image_with_applets(tmp_path, monkeypat
     assert "app:x:1000:1000" in (upper / "etc" / "passwd").read_text()
     # same host binary and SOURCE_DATE_EPOCH -> the same image id in another store
     assert make_service(tmp_path / "b").bootstrap("busybox") == image_id
+
+
+def test_bootstrap_busybox_twice_gives_one_image_without_source_date_epoch(tmp_path, monkeypatch):
+    """The creation time is the binary's own: no <none> image left behind by a second bootstrap."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    svc = make_service(tmp_path / "a")
+    first = svc.bootstrap("busybox", tag="bb:1")
+    assert svc.bootstrap("busybox", tag="bb:1") == first
+    assert [i["Id"] for i in svc.list(all=True)] == [first]
+    day = time.strftime("%Y-%m-%d", time.gmtime(os.stat("/bin/busybox").st_mtime))
+    assert svc.inspect(first)["Created"].startswith(day)
 
 
 def test_bootstrap_busybox_refuses_debian_options(tmp_path):
