@@ -101,7 +101,8 @@ class ContainerError(NbContainerError):
         self.stderr = stderr
         tail = stderr.decode(errors="replace").strip().splitlines()[-5:] if isinstance(stderr, bytes) else stderr
         detail = f": {' | '.join(tail)}" if tail else ""
-        super().__init__(f"command {command!r} in image {image!r} returned non-zero exit status {exit_status}{detail}")
+        where = f"image {image!r}" if image else f"container {getattr(container, 'name', container)!r}"  # exec: no image
+        super().__init__(f"command {command!r} in {where} returned non-zero exit status {exit_status}{detail}")
         self.exit_code = exit_status
 
 

@@ -227,7 +227,7 @@ def test_nbc_ps_images_and_exec(ip, capsys):
     assert "busybox" in out and "latest" in out
     ip.run_line_magic("nbc", "exec box echo from-exec")
     assert capsys.readouterr().out == "from-exec\n"
-    with pytest.raises(ContainerError):
+    with pytest.raises(ContainerError, match="in container 'box' returned non-zero exit status 1"):
         ip.run_line_magic("nbc", "exec box false")
 
 
