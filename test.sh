@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export DEBIAN_FRONTEND=noninteractive
 need_apt=()
-for pkg in busybox-static mmdebstrap catatonit uidmap iptables iproute2 zstd libseccomp2 runc podman buildah skopeo umoci docker-registry docker.io chromium; do
+for pkg in busybox-static mmdebstrap catatonit uidmap slirp4netns iptables iproute2 zstd libseccomp2 runc podman buildah skopeo umoci docker-registry docker.io chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

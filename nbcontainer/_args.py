@@ -371,6 +371,9 @@ _SPECS: List[VerbSpec] = [
         _flag("--no-verify", help="Do not re-hash every blob (faster)"), FORMAT,
     )),
     VerbSpec("info", "Display system-wide information", (FORMAT,)),
+    VerbSpec("unshare", "Run a command (default: a shell) in the rootless user namespace of the store", (
+        A("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]"),
+    )),
     VerbSpec("version", "Show the nbcontainer version information", (FORMAT,)),
     VerbSpec("volume create", "Create a volume", (
         A("-d", "--driver", default="local", metavar="STRING", help="Specify volume driver name"),

@@ -2,7 +2,9 @@
 
 ``NBCONTAINER_ROOT`` holds what survives reboots, ``NBCONTAINER_RUNROOT`` what dies with
 the machine.  Defaults: ``/var/lib/nbcontainer`` and ``/run/nbcontainer`` as root,
-``$XDG_DATA_HOME/nbcontainer`` and ``$XDG_RUNTIME_DIR/nbcontainer`` otherwise.
+``$XDG_DATA_HOME/nbcontainer`` and ``$XDG_RUNTIME_DIR/nbcontainer`` otherwise (rootless;
+``/tmp/nbcontainer-$UID`` when XDG_RUNTIME_DIR is unset, as podman does).  A rootless store
+must belong to the user: :meth:`StorePaths.ensure` refuses a directory owned by someone else.
 """
 from __future__ import annotations
 
@@ -31,12 +33,28 @@ def default_runroot() -> Path:
     if os.geteuid() == 0:
         return Path("/run/nbcontainer")
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if not xdg:
-        raise InvalidArgument(
-            "XDG_RUNTIME_DIR is not set: log in through a session manager (or set it, e.g. "
-            "export XDG_RUNTIME_DIR=/run/user/$(id -u)) or set NBCONTAINER_RUNROOT",
-            value=None, what="XDG_RUNTIME_DIR")
+    if not xdg:  # no login session (e.g. runuser, cron): a private directory in /tmp
+        return Path(f"/tmp/nbcontainer-{os.geteuid()}")
     return Path(xdg) / "nbcontainer"
+
+
+def check_owner(path: Path) -> None:
+    """Rootless: ``path`` must be a real directory of the calling user (not a symlink
+    planted in /tmp, not another user's store); InvalidArgument naming it otherwise."""
+    uid = os.geteuid()
+    if uid == 0:
+        return
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except PermissionError:  # inside another user's private directory
+        st = None
+    import stat as _stat
+    if st is None or not _stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        raise InvalidArgument(
+            f"store directory {str(path)!r} is not a directory owned by uid {uid}: choose another "
+            f"one with NBCONTAINER_ROOT / NBCONTAINER_RUNROOT", value=str(path), what="store directory")
 
 
 @dataclass(frozen=True)
@@ -83,7 +101,9 @@ class StorePaths:
     def ensure(self) -> "StorePaths":
         """Create the directories (mode 0700 for the roots) and return self."""
         for d in (self.root, self.runroot):
+            check_owner(d)
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            check_owner(d)
         for d in (self.content, self.snapshots, self.containers, self.volumes, self.tmp):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         return self

@@ -73,7 +73,7 @@ class Context:
 
 
 _MODULES = ("commands_images", "commands_containers", "commands_system", "commands_volumes", "commands_archive",
-            "commands_registry", "commands_network", "commands_build", "commands_stats")
+            "commands_registry", "commands_network", "commands_build", "commands_stats", "commands_unshare")
 _BUILD_VERBS = {"build", "commit", "builder prune"}
 _ARCHIVE_VERBS = {"save", "load", "export"}
 _REGISTRY_VERBS = {"pull", "push", "login", "logout", "search"}
@@ -97,6 +97,8 @@ def _handler(verb: str) -> Handler:
         first = "commands_volumes"
     elif verb in ("stats", "top", "update"):
         first = "commands_stats"
+    elif verb == "unshare":
+        first = "commands_unshare"
     elif verb.startswith("system ") or verb in ("info", "version"):
         first = "commands_system"
     else:

@@ -25,6 +25,7 @@ from ..paths import StorePaths
 from . import bundle
 from . import inspect as inspect_mod
 from .bundle import atomic_json
+from .bundle_memo import BundleMemo, join_netns
 from . import options as opt
 from .config import build_config
 from .hosts import write_network_files
@@ -76,6 +77,7 @@ class ContainerService:
         self.runtime = runtime
         self.volumes = volumes or VolumeService(paths, db)
         self._network: Any = None
+        self._bundle_memo = BundleMemo()  # `run`: start skips rewriting the bundle create just wrote
 
     @property
     def network(self) -> Any:
@@ -173,6 +175,8 @@ class ContainerService:
         image_id = self.images.resolve(image)
         image_doc = self.images.config(image_id) or {}
         config, host_config, plan = build_config(image, image_doc.get("config") or {}, command, o)
+        if os.geteuid() != 0:  # rootless (issue 8): slirp4netns stands in for the bridge
+            _rootless_network(host_config, explicit=o.network is not None)
         networking = self._networking_config(host_config, o)
         for m in plan:  # --mount binds must exist (-v binds are created, like docker)
             if m["Type"] == "bind" and not m.get("CreateSource") and not os.path.exists(m["Source"]):
@@ -216,7 +220,7 @@ class ContainerService:
             }
             if networking:
                 attrs["NetworkingConfig"] = networking
-            self._write_bundle(cid, attrs)
+            self._write_bundle(cid, attrs, remember=True)
             try:
                 self.db.put_container(cid, name, image, image_id, attrs)
             except sqlite3.IntegrityError:
@@ -245,21 +249,42 @@ class ContainerService:
                         undo: List[Callable[[], Any]]) -> List[Dict[str, Any]]:
         return bundle.resolve_mounts(self.volumes, plan, config, layered, undo)
 
-    def _write_bundle(self, cid: str, attrs: Dict[str, Any]) -> None:
-        bundle.write_bundle(self.paths, self.snapshots, cid, attrs, self._layered(attrs["SnapshotKey"]))
+    def _write_bundle(self, cid: str, attrs: Dict[str, Any], remember: bool = False) -> None:
+        layered = self._layered(attrs["SnapshotKey"])
+        bundle.write_bundle(self.paths, self.snapshots, cid, attrs, layered)
+        if remember:  # create: the start that follows in this process need not write it again
+            self._bundle_memo.remember(self.paths.container_dir(cid), layered.layers[0], cid, attrs)
 
     # ================================================================== start / stop
     def _runtime_create(self, row: Dict[str, Any]) -> None:
         cid = row["id"]
-        self._write_bundle(cid, row["attrs"])
+        cdir = self.paths.container_dir(cid)
+        if not self._bundle_memo.unchanged(cdir, str(self.snapshots.upper_dir(row["attrs"]["SnapshotKey"])), cid,
+                                           row["attrs"]):
+            self._write_bundle(cid, row["attrs"])
         mode = row["attrs"]["HostConfig"].get("NetworkMode") or "none"
         if mode.startswith("container:"):
-            _join_netns(self.paths.container_dir(cid) / "config.json", self._netns_pid(mode[10:]))
+            join_netns(cdir / "config.json", self._netns_pid(mode[10:]))
         cfg = row["attrs"]["Config"]
+        extra: Dict[str, Any] = {}
+        if os.geteuid() != 0 and mode == "bridge":  # rootless: the supervisor runs slirp4netns
+            from ..network import ports as netports
+            from ..runtime import usernet
+            hc = row["attrs"]["HostConfig"]
+            bindings = hc.get("PortBindings") or {}
+            if hc.get("PublishAllPorts"):
+                bindings = netports.publish_all((row["attrs"].get("Config") or {}).get("ExposedPorts"), bindings)
+            extra["usernet"] = {"ports": usernet.bindings_to_ports(bindings)}
         rs = self.runtime.create(cid, self.paths.container_dir(cid), log_path=Path(row["attrs"]["LogPath"]),
                                  stdin_open=bool(cfg.get("OpenStdin")), tty=bool(cfg.get("Tty")),
-                                 **inspect_mod.supervisor_options(row["attrs"]))
-        if rs.pid and mode not in ("none", "host") and not mode.startswith("container:"):
+                                 **inspect_mod.supervisor_options(row["attrs"]), **extra)
+        if extra:
+            fresh = self.db.get_container(cid)  # re-read right before writing: others update attrs too
+            row["attrs"]["NetworkSettings"] = usernet.network_settings(extra["usernet"]["ports"])
+            if fresh is not None:
+                fresh["attrs"]["NetworkSettings"] = row["attrs"]["NetworkSettings"]
+                self.db.update_container(cid, fresh["attrs"])
+        elif rs.pid and mode not in ("none", "host") and not mode.startswith("container:"):
             try:  # the CNI moment: the namespace exists, the command has not run yet
                 self.network.setup(cid, rs.pid, row["attrs"])
             except BaseException:
@@ -637,12 +662,22 @@ class ContainerService:
                         detach=detach, privileged=privileged, stdio=stdio)
 
 
-def _join_netns(config_json: Path, pid: int) -> None:
-    """``--network container:X``: the bundle joins X's network namespace instead of a new one."""
-    spec = json.loads(config_json.read_text())
-    for ns in spec["linux"]["namespaces"]:
-        if ns["type"] == "network":
-            ns["path"] = f"/proc/{pid}/ns/net"
-    # X owns its network namespace's settings (net.* sysctls are refused for container:X)
-    spec["linux"]["sysctl"] = {k: v for k, v in (spec["linux"].get("sysctl") or {}).items() if not k.startswith("net.")}
-    atomic_json(config_json, spec)
+def _rootless_network(host_config: Dict[str, Any], explicit: bool) -> None:
+    """Rootless (issue 8): the default network is the user-mode one (slirp4netns, as the
+    bridge) when installed, else none; user-defined networks need root; published ports
+    need the user-mode network.  One clear line for what cannot work."""
+    from ..errors import NotSupported
+    mode = host_config["NetworkMode"]
+    slirp = shutil.which("slirp4netns") is not None
+    if not explicit and mode == "none" and slirp:
+        host_config["NetworkMode"] = mode = "bridge"
+    ports = host_config.get("PortBindings") or host_config.get("PublishAllPorts")
+    if mode == "bridge" and not slirp:
+        raise NotSupported("a rootless bridge network needs slirp4netns (apt-get install slirp4netns); "
+                           "use --network none or host")
+    if mode not in ("bridge", "none", "host") and not mode.startswith("container:"):
+        raise NotSupported(f"user-defined network {mode!r} needs root: rootless containers use the user-mode "
+                           f"network (default), none or host")
+    if ports and mode != "bridge" and mode != "host":
+        raise NotSupported(f"published ports (-p/-P) need the rootless user-mode network (slirp4netns), "
+                           f"not --network {mode}")

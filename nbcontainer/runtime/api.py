@@ -82,18 +82,32 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
     def create(self, container_id: str, bundle: os.PathLike | str, *, log_path: os.PathLike | str,
                stdin_open: bool = False, tty: bool = False, restart_policy: Optional[dict] = None,
-               healthcheck: Optional[dict] = None) -> RuntimeState:
+               healthcheck: Optional[dict] = None, usernet: Optional[dict] = None) -> RuntimeState:
         """Set up the container from ``bundle`` (config.json [+ rootfs-mounts.json]) and hold
         it before exec. Returns the state ("created").
 
         ``restart_policy`` (docker's ``{"Name", "MaximumRetryCount"}``) and ``healthcheck``
-        (docker's ``Config.Healthcheck``) are applied by the supervisor (restart.py, health.py)."""
+        (docker's ``Config.Healthcheck``) are applied by the supervisor (restart.py, health.py).
+        ``usernet`` (rootless only): ``{"ports": [{"proto", "host_ip", "host_port",
+        "container_port"}]}`` gives the container's network namespace a slirp4netns
+        user-mode network with those ports forwarded (usernet.py)."""
         d = self._dir(container_id)
         bundle = Path(bundle).resolve()
         if not (bundle / "config.json").is_file():
             raise InvalidArgument(f"bundle {str(bundle)!r} has no config.json", str(bundle), "bundle")
         if (d / "state.json").exists():
             raise Conflict(f"container {container_id} already exists in the runtime")
+        if os.geteuid() != 0:  # rootless: refuse limits before spawning anything; the mapping note
+            from . import userns
+            userns.preflight(bundle / "config.json")
+            if usernet is not None:
+                from . import usernet as un
+                if un.binary() is None:
+                    raise NotSupported("a rootless network needs slirp4netns: install Debian's slirp4netns "
+                                       "package, or use --network none or host")
+                un.check_ports(usernet.get("ports") or [])
+        elif usernet is not None:
+            raise InvalidArgument("usernet is for rootless containers only", usernet, "usernet")
         use_fork = self.spawn == "fork" or (self.spawn == "auto" and single_threaded())
         if use_fork and not single_threaded():
             raise InvalidArgument("spawn='fork' needs a single-threaded caller", self.spawn, "spawn")
@@ -108,6 +122,7 @@ class Runtime:
         opts = {"id": container_id, "state_dir": str(d), "bundle": str(bundle), "log_path": str(log_path),
                 "stdin_open": bool(stdin_open), "tty": bool(tty), "ready_fd": w,
                 "restart_policy": restart_policy or None, "healthcheck": healthcheck or None,
+                "usernet": usernet,
                 "trace": os.environ.get("NBCONTAINER_RUNTIME_TRACE") == "1"}
         try:
             with open(d / "shim.log", "ab") as errlog:
@@ -277,8 +292,12 @@ class Runtime:
 
     # ------------------------------------------------------------------ queries
     def pids(self, container_id: str) -> list[int]:
-        """Host pids of every process in the container's cgroup."""
-        return cgroups.procs(self.state(container_id).cgroups)
+        """Host pids of every process in the container's cgroup (rootless, without a cgroup of
+        its own: every process in the pid namespace of its PID 1)."""
+        st = self.state(container_id)
+        if st.cgroups or not st.pid or not process_alive(st.pid, st.pid_start):
+            return cgroups.procs(st.cgroups)
+        return _pidns_members(st.pid)
 
     def list(self) -> list[str]:
         """Ids of the containers this runtime has state for."""
@@ -358,6 +377,23 @@ def _spawn_by_server(opts: dict, ready_fd: int, errlog_fd: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def _pidns_members(pid: int) -> list[int]:
+    """Pids of the processes in the pid namespace of ``pid`` (by the ns link's inode)."""
+    try:
+        want = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return []
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}/ns/pid").st_ino == want:
+                    out.append(int(name))
+            except OSError:
+                continue
+    return sorted(out)
 
 
 def _tail(path: Path, n: int = 5) -> str:

@@ -20,7 +20,7 @@ TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs start
 if TYPE_CHECKING:
     from typing import IO, Optional
 
-NS_ORDER = ("mnt", "uts", "ipc", "net", "cgroup", "pid")
+NS_ORDER = ("user", "mnt", "uts", "ipc", "net", "cgroup", "pid")  # user first: rootless containers
 
 
 class ExecHandle:

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+#: set by the shim in a rootless container's PID 1, forked by an intermediate process that
+#: exits at once: the parent-death signal is armed only after the "G" sync (the shim then)
+PDEATHSIG_AFTER_SYNC = False
+#: set by the shim when the container runs in a rootless user namespace
+ROOTLESS = False
 
 
 class ExecError(Exception):
@@ -100,8 +105,12 @@ def finalize_and_exec(process: dict, linux: dict, status_w: int, compiled_seccom
     Raises ExecError/OSError to the caller on failure (the caller reports it).
     """
     user = process.get("user") or {}
+    if _setgroups_denied():
+        # rootless with a single-id mapping: supplementary groups can't be changed at all
+        user = dict(user, additionalGids=os.getgroups())
+        process = dict(process, user=user)
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-    if process.get("oomScoreAdj") is not None:
+    if process.get("oomScoreAdj") is not None and not _oom_score_is(int(process["oomScoreAdj"])):
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(process["oomScoreAdj"]))
     from . import capabilities, seccomp  # imported before the filter narrows what we may do
@@ -132,6 +141,25 @@ def finalize_and_exec(process: dict, linux: dict, status_w: int, compiled_seccom
         os.execve(path, args, env)
     except OSError as e:
         raise exec_error(args[0], e) from None
+
+
+def _setgroups_denied() -> bool:
+    """True in a user namespace whose setgroups(2) is denied (a single-id rootless mapping)."""
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
+
+
+def _oom_score_is(value: int) -> bool:
+    """True when oom_score_adj already is ``value`` (rootless: the non-dumpable process's
+    /proc/self files belong to the host's root, so an unneeded write would fail)."""
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read().strip()) == value
+    except (OSError, ValueError):
+        return False
 
 
 def chdir_inside(cwd: str) -> None:
@@ -261,6 +289,8 @@ def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies:
             precompiled.append(PrecompiledSeccomp(linux["seccomp"], seccomp_cache))
         if _read1(fds.sync_r) != b"G":
             os._exit(1)  # the shim went away before letting us run
+        if PDEATHSIG_AFTER_SYNC:  # rootless double fork: the shim is our parent by now
+            sc.set_pdeathsig(signal.SIGKILL)
         if want_cgroupns:
             sc.unshare(sc.CLONE_NEWCGROUP)
         joined.append(True)
@@ -293,6 +323,8 @@ def setup(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarchies:
     if "network" in new_types:
         loopback_up()
     for key, value in (linux.get("sysctl") or {}).items():
+        if ROOTLESS and key == "net.ipv4.ping_group_range":
+            continue  # gids beyond the mapping are refused (EINVAL); docker skips it under userns too
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(str(value))
     mounts.mask_paths(linux.get("maskedPaths"))
@@ -364,11 +396,15 @@ def child_main(config: dict, rootfs_mounts: Optional[list], bundle: str, hierarc
                fds: ChildFds, seccomp_cache: Optional[str] = None) -> NoReturn:
     """Entry point of the container process (after fork in the shim)."""
     try:
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: the host's interpreter until execve resets it
+        if not ROOTLESS:
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: the host's interpreter until execve resets it
         compiled = setup(config, rootfs_mounts, bundle, hierarchies, fds, seccomp_cache)
         os.write(fds.status_w, b"R\n")
         if _read1(fds.sync_r) != b"S":
             os._exit(1)
+        # rootless: dumpable until here so the shim (root only in our user namespace) may open
+        # our /proc/<pid>/ns/* (network wiring); no process of the container exists before this
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         os.close(fds.sync_r)
         finalize_and_exec(config.get("process") or {}, config.get("linux") or {}, fds.status_w, compiled)
     except ExecError as e:

@@ -151,7 +151,13 @@ def mount_cgroups(target: str, hierarchies: list, cgroup_ns: bool) -> None:
     v1 = [h for h in hierarchies if h.version == 1]
     if not v1:
         ensure_target(target, True)
-        sc.mount("cgroup", target, "cgroup2", ro)
+        try:
+            sc.mount("cgroup", target, "cgroup2", ro)
+        except OSError:
+            if hierarchies:
+                raise
+            # rootless without a cgroup of our own (no hierarchies): an empty read-only tmpfs
+            sc.mount("tmpfs", target, "tmpfs", ro, "mode=755")
         return
     ensure_target(target, True)
     sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RELATIME, "mode=755")
@@ -225,7 +231,14 @@ def _mount_spec(root: str, m: dict, bundle: str, hierarchies: list, cgroup_ns: b
     else:
         ensure_target(dest, True)
         try:
-            _mount_on(m.get("source") or typ, dest, typ, flags, data or None)
+            try:
+                _mount_on(m.get("source") or typ, dest, typ, flags, data or None)
+            except OSError as e:
+                if not (typ == "devpts" and e.errno == 22 and data):
+                    raise
+                # a user namespace with a single-id mapping has no gid 5 (tty): drop the owners
+                data = ",".join(o for o in data.split(",") if not o.startswith(("gid=", "uid=")))
+                _mount_on(m.get("source") or typ, dest, typ, flags, data or None)
         except PermissionError:
             if typ != "sysfs":
                 raise

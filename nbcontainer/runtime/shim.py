@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Optional
 
 READ_SIZE = 65536
+BUNDLE_GONE_WAIT = 0.1  # s: after an attached exit, how long poststop hooks wait for the bundle's removal
 
 
 class Client:
@@ -95,6 +96,8 @@ class Shim(PolicyMixin):
         self.probe_at: Optional[float] = None   # monotonic time of the next health probe
         self.probe: Optional[tuple] = None      # (helper pid, result fd) of the probe in flight
         self.spawns = 0                         # container processes started (restarts included)
+        self.userns = None                      # rootless: the userns.Mapping the shim entered
+        self.usernet = None                     # rootless: the usernet.UserNet (slirp4netns) serving the netns
 
     # ------------------------------------------------------------------ create
     def create(self) -> None:
@@ -126,16 +129,26 @@ class Shim(PolicyMixin):
         self.spawns += 1
         linux = self.config.get("linux") or {}
         nss = {n.get("type"): n for n in linux.get("namespaces") or ()}
-        if "user" in nss:
+        if self.spawns == 1 and os.geteuid() != 0:
+            # rootless: root inside mapped to the caller (userns.py); everything below (pid
+            # namespace, the child's mounts) then happens as root of that namespace
+            from . import userns
+            userns.check_limits(linux.get("resources"))
+            self.userns = userns.enter()
+        if "user" in nss and self.userns is None:
             from nbcontainer.errors import NotSupported
-            raise NotSupported("user namespaces are not supported by this runtime yet")
-        self.hierarchies = cgroups.discover()
-        rel = cgroups.relative_path(self.cid, linux.get("cgroupsPath"))
-        self.cg_paths = cgroups.paths_for(self.hierarchies, rel)
+            raise NotSupported("user namespaces are only used for rootless containers (run nbc as a user)")
+        if self.userns is not None:
+            self.hierarchies, self.cg_paths = [], {}  # no cgroup of our own (limits refused above)
+        else:
+            self.hierarchies = cgroups.discover()
+            rel = cgroups.relative_path(self.cid, linux.get("cgroupsPath"))
+            self.cg_paths = cgroups.paths_for(self.hierarchies, rel)
         self.st.cgroups = self.cg_paths
         try:
-            cgroups.create(self.cg_paths, self.hierarchies)
-            cgroups.apply_resources(self.cg_paths, self.hierarchies, linux.get("resources"))
+            if self.cg_paths:
+                cgroups.create(self.cg_paths, self.hierarchies)
+                cgroups.apply_resources(self.cg_paths, self.hierarchies, linux.get("resources"))
         except OSError as e:
             self._abort()
             raise RuntimeError(f"setting up cgroup {rel}: {e}") from e
@@ -164,7 +177,11 @@ class Shim(PolicyMixin):
         child_fds += [sync_r, status_w]
 
         my_pidns = None
-        if "pid" in nss:
+        # rootless: the shim (in the user namespace) could not setns back into the host's pid
+        # namespace, so an intermediate child creates the new one and forks PID 1, which the
+        # shim, a subreaper, inherits when the intermediate exits
+        double = "pid" in nss and self.userns is not None and not nss["pid"].get("path")
+        if "pid" in nss and not double:
             my_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             if nss["pid"].get("path"):
                 fd = os.open(nss["pid"]["path"], os.O_RDONLY | os.O_CLOEXEC)
@@ -174,10 +191,24 @@ class Shim(PolicyMixin):
                 sc.unshare(sc.CLONE_NEWPID)
         from . import init  # loaded before fork so the child pays nothing extra
         trace(self.opts, "fork")
+        if double:
+            sc.set_child_subreaper(True)
+            pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # ---- container process
             try:
-                sc.set_pdeathsig(signal.SIGKILL)  # no orphaned container if the shim dies
+                if double:
+                    os.close(pid_r)
+                    sc.unshare(sc.CLONE_NEWPID)
+                    inner = os.fork()
+                    if inner:
+                        os.write(pid_w, b"%d" % inner)
+                        os._exit(0)
+                    os.close(pid_w)
+                    init.PDEATHSIG_AFTER_SYNC = True  # our parent exits now: armed after "G"
+                else:
+                    sc.set_pdeathsig(signal.SIGKILL)  # no orphaned container if the shim dies
+                init.ROOTLESS = self.userns is not None
                 if self.opts.get("ready_fd") is not None:
                     os.close(self.opts["ready_fd"])  # the caller reads it until EOF
                 for i, fd in enumerate(stdio):
@@ -192,6 +223,21 @@ class Shim(PolicyMixin):
             finally:
                 os._exit(1)
         # ---- shim
+        if double:
+            os.close(pid_w)
+            data = b""
+            while True:
+                chunk = os.read(pid_r, 32)
+                if not chunk:
+                    break
+                data += chunk
+            os.close(pid_r)
+            os.waitpid(pid, 0)
+            if not data:
+                for fd in set(child_fds):
+                    os.close(fd)
+                raise RuntimeError("creating the container's pid namespace failed")
+            pid = int(data)
         self.child = pid
         if my_pidns is not None:  # later forks (hooks) must not land in the container's pid ns
             sc.setns(my_pidns, sc.CLONE_NEWPID)
@@ -235,6 +281,15 @@ class Shim(PolicyMixin):
         if self.netns_fd is None and "network" in nss and not nss["network"].get("path"):
             # the caller wires this namespace (veth, port rules) once: a restart joins it again
             self.netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        if self.usernet is None and self.opts.get("usernet") is not None and self.netns_fd is not None:
+            from .usernet import UserNet  # rootless: slirp4netns behind the new namespace, ports forwarded
+            self.usernet = UserNet(self.netns_fd, self.dir)
+            try:
+                self.usernet.start()
+                self.usernet.add_ports(self.opts["usernet"].get("ports") or [])
+            except BaseException:
+                self._abort()
+                raise
         self.st.status = "created"
         self.st.created_at = self.st.created_at or now_rfc3339()
         save_state(self.dir, self.st)
@@ -252,6 +307,9 @@ class Shim(PolicyMixin):
         return buf
 
     def _abort(self) -> None:
+        if self.usernet is not None:
+            self.usernet.stop()
+            self.usernet = None
         if self.child:
             try:
                 os.kill(self.child, signal.SIGKILL)
@@ -499,21 +557,25 @@ class Shim(PolicyMixin):
         self._stop_probe()
         self._close_outputs()
         self.log.close()
+        if self.usernet is not None:
+            self.usernet.stop()
+            self.usernet = None
         if self.netns_fd is not None:  # the namespace (and its veth) goes with its last user
             os.close(self.netns_fd)
             self.netns_fd = None
         cgroups.kill_all(self.cg_paths)  # stragglers (no pid ns), then the dirs: before waiters wake
         cgroups.remove(self.cg_paths)
         self.st.status = "stopped"
-        try:
-            save_state(self.dir, self.st)
+        try:  # the exit file first: once state.json says stopped the caller may delete the dir at once
             write_json_atomic(os.path.join(self.dir, EXIT_FILE),
                               {"exit_code": self.st.exit_code, "finished_at": self.st.finished_at,
                                "oom_killed": self.st.oom_killed})
+            save_state(self.dir, self.st)
         except OSError as e:  # the state dir was force-deleted under us: nothing left to record
             print(f"recording the exit: {e}", file=sys.stderr)
         trace(self.opts, "exit recorded")
         frame = proto.encode(proto.EXIT, str(self.st.exit_code).encode())
+        attached = any(c.kind == "attach" for c in self.clients.values())
         for c in list(self.clients.values()):
             if c.kind in ("attach", "wait"):
                 self._send(c, frame)
@@ -526,11 +588,28 @@ class Shim(PolicyMixin):
             pass
         poststop = (self.config.get("hooks") or {}).get("poststop")
         trace(self.opts, "waiters told")
+        skippable = (self.config.get("annotations") or {}).get("org.nbcontainer.skip-hooks-if-removed") == "true"
+        if poststop and attached and skippable and _gone_within(self.bundle, BUNDLE_GONE_WAIT):
+            poststop = None  # the attached owner (`run --rm`) removed the container: nothing left to clean
+            trace(self.opts, "bundle removed: hooks skipped")
         if poststop:
             from . import hooks
-            hooks.run_hooks(poststop, hooks.oci_state(self.cid, "stopped", 0, self.bundle,
-                                                      self.config.get("annotations")),
+            annotations = dict(self.config.get("annotations") or {})
+            if attached:  # someone attached saw the exit (a foreground `run --rm` removes it itself)
+                annotations["org.nbcontainer.attached"] = "true"
+            hooks.run_hooks(poststop, hooks.oci_state(self.cid, "stopped", 0, self.bundle, annotations),
                             log=lambda m: print(m, file=sys.stderr))
+
+
+def _gone_within(path: str, seconds: float) -> bool:
+    """True once ``path`` no longer exists, waiting at most ``seconds`` (a foreground runner
+    removes its ``--rm`` container milliseconds after the exit: no hook process then)."""
+    deadline = time.monotonic() + seconds
+    while os.path.lexists(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 def main(argv: list[str]) -> int:

@@ -80,12 +80,22 @@ class _Writer:
         self.sde = source_date_epoch
         self.links: Dict[Tuple[int, int], str] = {}
         self.entries = 0
+        # rootless: the upper dir holds host ids (subuid + n); a layer records the ids inside
+        self.mapping = None
+        if os.geteuid() != 0:
+            from .._linux.userns import current_mapping
+            self.mapping = current_mapping()
 
     def _info(self, name: str, st: os.stat_result, kind: bytes, xattrs: Dict[str, bytes]) -> tarfile.TarInfo:
         ti = tarfile.TarInfo(name)
         ti.type = kind
         ti.mode = stat.S_IMODE(st.st_mode)
         ti.uid, ti.gid = st.st_uid, st.st_gid
+        if self.mapping is not None:
+            uid, gid = self.mapping.inside_id(st.st_uid), self.mapping.inside_id(st.st_gid, gid=True)
+            if uid is None or gid is None:
+                raise LayerError(f"{name!r} is owned by {st.st_uid}:{st.st_gid}, outside this user's id mapping")
+            ti.uid, ti.gid = uid, gid
         ti.uname = ti.gname = ""
         mtime = int(st.st_mtime)
         ti.mtime = mtime if self.sde is None else min(mtime, self.sde)

@@ -41,6 +41,10 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 # -- mount helpers (module level: reusable by others) ---------------------------------------
 def _run_mount(args: List[str], cwd: Optional[PathLike] = None) -> None:
+    if os.geteuid() != 0:  # rootless: overlays are mounted only inside the user namespace
+        from ..errors import NotSupported
+        raise NotSupported("mounting a snapshot outside the user namespace needs root: this operation "
+                           "(build COPY/ADD, commit, export) is not available rootless yet")
     try:
         proc = subprocess.run(["mount", "-n", *args], cwd=cwd, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
@@ -176,6 +180,16 @@ class Snapshotter:
         self.tmp = Path(os.path.abspath(tmp)) if tmp is not None else self.root.parent / "tmp"
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._extra_options = overlay_safety_options()
+        self._copy: Optional[bool] = None  # rootless copying driver? (decided on first use)
+
+    def _copy_driver(self) -> bool:
+        """Rootless on a kernel without overlayfs in user namespaces: the copying driver."""
+        if os.geteuid() == 0:
+            return False
+        if self._copy is None:
+            from .rootless import driver
+            self._copy = driver(str(self.root.parent / "rootless-driver"), str(self.tmp)) == "copy"
+        return self._copy
 
     @classmethod
     def from_paths(cls, paths: Any, db: Any) -> "Snapshotter":
@@ -236,6 +250,9 @@ class Snapshotter:
         """
         chain = self._chain(key)
         top = chain[0]
+        if self._copy_driver():  # rootless without overlay: every fs/ is a full tree
+            mode = "rw" if top["kind"] == ACTIVE else "ro"
+            return [{"type": "bind", "source": str(self.root / str(top["id"]) / "fs"), "options": ["rbind", mode]}]
         if top["kind"] == ACTIVE:
             lowers, rw = chain[1:], True
         else:
@@ -248,6 +265,8 @@ class Snapshotter:
         if rw:
             options += [f"upperdir={top['id']}/fs", f"workdir={top['id']}/work"]
         options += self._extra_options
+        if os.geteuid() != 0:  # rootless: mounted inside the user namespace (user.overlay.* xattrs)
+            options.append("userxattr")
         if not rw:
             options.append("ro")
         return [{"type": "overlay", "source": "overlay", "options": options, "cwd": str(self.root)}]
@@ -298,6 +317,9 @@ class Snapshotter:
             d.mkdir(mode=0o700)
             (d / "fs").mkdir(mode=0o755)
             (d / "work").mkdir(mode=0o700)
+            if parent is not None and self._copy_driver():
+                from .rootless import copy_tree
+                copy_tree(str(self.root / str(prow["id"]) / "fs"), str(d / "fs"))
             return self.mounts(key)
         except BaseException:
             self.db.delete_snapshot(key)
@@ -354,6 +376,8 @@ class Snapshotter:
     @staticmethod
     def _rmtree(path: Path) -> None:
         def onerror(func: Callable, p: str, exc: Any) -> None:
+            if isinstance(exc[1], FileNotFoundError):
+                return  # removed meanwhile (by `nbc system check --repair`, say): what we wanted
             # read-only dirs (e.g. 0500 from a layer) block unlinking their children
             try:
                 os.chmod(os.path.dirname(p), 0o700)
@@ -363,6 +387,14 @@ class Snapshotter:
         if path.is_symlink() or path.is_file():
             path.unlink()
         elif path.exists():
+            if os.geteuid() != 0:
+                # rootless: files of subordinate ids (uid N of a layer) are not ours outside
+                # the user namespace; what plain rmtree cannot remove goes from inside it
+                try:
+                    shutil.rmtree(path)
+                except OSError:
+                    _remove_in_userns(path)
+                return
             shutil.rmtree(path, onerror=onerror)
 
     # -- unpacking -----------------------------------------------------------------------
@@ -381,7 +413,9 @@ class Snapshotter:
         key = f"unpack-{os.urandom(8).hex()}"
         self.prepare(key, parent_chain_id, labels={"nbcontainer.unpack": chain_id})
         try:
-            if parent_chain_id is None:
+            if os.geteuid() != 0:
+                stats = self._unpack_rootless(key, parent_chain_id, tar_stream)
+            elif parent_chain_id is None:
                 stats = apply_layer(tar_stream, self.upper_dir(key), progress=progress)
             else:
                 with self.mount_temporary(key) as merged:
@@ -404,3 +438,54 @@ class Snapshotter:
                     self.remove(key)
             raise
         return int(size)
+
+    def _unpack_rootless(self, key: str, parent: Optional[str], tar_stream: BinaryIO) -> Any:
+        """Rootless: apply the layer from inside the user namespace (see _unpack_rootless_into)."""
+        return _unpack_rootless_into(self, key, parent, tar_stream)
+
+
+# -- rootless ------------------------------------------------------------------------------
+def _remove_in_userns(path: PathLike) -> None:
+    """``rm -rf`` inside the rootless user namespace (see snapshots/rootless.py)."""
+    from .._linux import userns
+    try:
+        userns.remove_tree(os.fspath(path))
+    except RuntimeError as e:
+        raise StoreError(f"removing {os.fspath(path)}: {e}") from None
+
+
+class _RootlessStats:
+    def __init__(self, size: Optional[int], entries: Optional[int]):
+        self.size, self.entries = size, entries
+
+
+def _unpack_rootless_into(snap: "Snapshotter", key: str, parent: Optional[str], tar_stream: BinaryIO) -> Any:
+    """Rootless extraction: a helper enters the user namespace and applies the layer there
+    (why: snapshots/rootless.py); with a parent, onto the overlay it mounts in there."""
+    from ..errors import LayerError
+    from .rootless import apply_in_userns
+    overlay = None
+    if parent is not None and not snap._copy_driver():  # (copy driver: fs/ is already the full tree)
+        spec = snap.mounts(key)[0]
+        if spec["type"] == "overlay":
+            overlay = spec
+        else:  # a single committed parent shows as a bind: build the overlay ourselves
+            prow, top = snap._get(parent), snap._get(key)
+            overlay = {"type": "overlay", "cwd": str(snap.root),
+                       "options": [f"lowerdir={prow['id']}/fs", f"upperdir={top['id']}/fs",
+                                   f"workdir={top['id']}/work"] + snap._extra_options + ["userxattr"]}
+    if overlay is not None:
+        snap.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = Path(tempfile.mkdtemp(prefix="mnt-", dir=snap.tmp))
+    else:
+        target = snap.upper_dir(key)
+    try:
+        out = apply_in_userns(tar_stream, str(target), overlay)
+    except RuntimeError as e:
+        raise LayerError(f"extracting layer (rootless): {e}") from None
+    finally:
+        if overlay is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(target)  # the mount lived in the helper's mount namespace only
+    return _RootlessStats(out.get("size"), out.get("entries"))
+

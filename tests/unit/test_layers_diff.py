@@ -340,3 +340,23 @@ def test_non_utf8_names_round_trip(tmp_path):
     for raw in raw_names:
         with open(os.path.join(os.fsencode(dest), raw), "rb") as f:
             assert f.read() == raw
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chowns files to subordinate ids: needs root")
+def test_rootless_layers_record_the_ids_inside_the_user_namespace(tmp_path, monkeypatch):
+    """An unprivileged store holds subuid-owned files; the layer must name them as the container saw them."""
+    from nbcontainer._linux import userns
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "app").write_text("x")
+    os.chown(tree / "app", 100999, 100999)  # uid 1000 inside, with subordinate ids from 100000
+    mapping = userns.Mapping([(0, 0, 1), (1, 100000, 65536)], [(0, 0, 1), (1, 100000, 65536)], True)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(userns, "current_mapping", lambda *a, **k: mapping)
+    out = io.BytesIO()
+    write_tree(tree, out)
+    members = {m.name: (m.uid, m.gid) for m in tarfile.open(fileobj=io.BytesIO(out.getvalue()))}
+    assert members["app"] == (1000, 1000)
+    os.chown(tree / "app", 300000, 300000)  # not mapped: refused, not recorded as a host id
+    with pytest.raises(LayerError, match="outside this user's id mapping"):
+        write_tree(tree, io.BytesIO())
