@@ -10,8 +10,9 @@ Roots:
   unpack in progress): those and their parent chains are kept.
 
 Only *committed* snapshots and blobs are swept; active snapshots belong to whoever
-prepared them (except unpack snapshots hours old: a crashed unpack).  Children are removed
-before their parents.  Crash leftovers (ingests of dead processes, snapshot directories
+prepared them (except those whose preparing process is gone and no container claims, and
+unpack snapshots hours old: crash leftovers).  Leases count only while their owner process
+lives; the others are dropped.  Children are removed before their parents.  Crash leftovers (ingests of dead processes, snapshot directories
 without a row, old import/bootstrap temp files) are cleaned too.  Run under the images lock.
 """
 from __future__ import annotations
@@ -190,6 +191,9 @@ def collect(db: Any, content: Any, snapshotter: Any, dry_run: bool = False,
             dead.pop(key)
     if not dry_run:
         _clean_leftovers(content, snapshotter, tmp)
+        for lease in db.list_leases():  # leases of killed operations (or expired) protect nothing: drop them
+            if not lease["live"]:
+                db.delete_lease(lease["id"])
     return {"BlobsDeleted": deleted_blobs, "SnapshotsDeleted": deleted_snapshots, "SpaceReclaimed": reclaimed}
 
 

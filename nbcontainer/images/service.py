@@ -424,15 +424,22 @@ class ImageService:
 
     def df(self) -> Dict[str, Any]:
         """The images part of ``docker system df``: LayersSize and Images (with SharedSize)."""
-        images = self.list(all=True)
         users: Dict[str, int] = {}
         sizes: Dict[str, int] = {}
-        for s in images:
-            for chain, size in zip(self.chain_ids(s["Id"]), self.layer_sizes(s["Id"])):
+        chains: Dict[str, List[str]] = {}
+        images = []
+        for s in self.list(all=True):
+            try:
+                chains[s["Id"]] = self.chain_ids(s["Id"])
+                layer_sizes = self.layer_sizes(s["Id"])
+            except ImageNotFound:
+                continue  # removed by another process since list()
+            images.append(s)
+            for chain, size in zip(chains[s["Id"]], layer_sizes):
                 users[chain] = users.get(chain, 0) + 1
                 sizes[chain] = size
         for s in images:
-            s["SharedSize"] = sum(sizes[c] for c in self.chain_ids(s["Id"]) if users.get(c, 0) > 1)
+            s["SharedSize"] = sum(sizes[c] for c in chains[s["Id"]] if users.get(c, 0) > 1)
         return {"LayersSize": sum(sizes.values()), "Images": images}
 
 

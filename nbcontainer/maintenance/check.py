@@ -24,7 +24,9 @@ Checks, in order (each finding is one :class:`Problem` with a stable ``kind``):
   process holds.
 
 State a live process holds (its lease, its active snapshot, an ingest with its pid, a temp
-dir it has open) is in flight, not a problem.  Repairs are in repair.py.
+dir it has open) is in flight, not a problem; findings that can be another process's step
+in flight are looked at again a moment later and dropped when they resolved (so a check,
+even a repair, can run beside other commands).  Repairs are in repair.py.
 """
 from __future__ import annotations
 
@@ -95,12 +97,14 @@ class StoreChecker:
     def __init__(self, paths: Any, db: Any, content: Any, snapshots: Any, records: Optional[Records] = None):
         self.paths, self.db, self.content, self.snapshots = paths, db, content, snapshots
         self.records = records or Records(db, content, Path(paths.root) / "images.lock")
+        self._held: Dict[str, Set[int]] = {}
 
     def run(self, verify_blobs: bool = True) -> CheckReport:
         """Run every check; ``verify_blobs=False`` skips re-hashing blob contents."""
+        from .confirm import confirmed
         report = CheckReport()
         out = report.problems
-        held = held_paths(str(self.paths.root))
+        held = self._held = held_paths(str(self.paths.root))
         sizes = self._descriptor_sizes()
         report.checked["Blobs"] = self._check_content(out, sizes, verify_blobs, held)
         snap_rows = self.snapshots.list()
@@ -114,6 +118,7 @@ class StoreChecker:
         self._check_garbage(out, snap_rows)
         self._check_build_containers(out)
         self._check_leftovers(out, held)
+        report.problems = confirmed(self, out)
         return report
 
     # -- content ---------------------------------------------------------------------------
@@ -124,14 +129,12 @@ class StoreChecker:
             sizes.setdefault(row["digest"], int(row["size"]))
         for digest in list(self.content.iter_digests()):
             try:
-                if self.content.size(digest) > (4 << 20):
-                    continue  # layers are not manifests: do not read them as JSON
                 with open(self.content.path(digest), "rb") as f:
-                    if f.read(1) != b"{":
+                    if os.fstat(f.fileno()).st_size > (4 << 20) or f.read(1) != b"{":
                         continue  # a layer (compressed or tar), not a JSON document
                     doc = json.loads(b"{" + f.read())
             except (OSError, ValueError, UnicodeDecodeError):
-                continue
+                continue  # (also: deleted meanwhile by another process's garbage collection)
             if not isinstance(doc, dict):
                 continue
             descs = list(doc.get("layers") or []) + list(doc.get("manifests") or [])
@@ -171,8 +174,11 @@ class StoreChecker:
                     continue
                 out.append(Problem("ingest-leftover", entry.path, "partial write of a process that is gone",
                                    data={"path": entry.path}))
+        since = busy_since(str(self.paths.metadata_db), held)
         for entry in os.scandir(self.content.root):
             if entry.name.startswith(".") and entry.name.endswith(".tmp") and not is_held(entry.path, held):
+                if since is not None and _mtime(entry) >= since - 2:
+                    continue  # possibly a running process's index.json being replaced
                 out.append(Problem("ingest-leftover", entry.path, "temp file of an interrupted atomic write",
                                    data={"path": entry.path}))
         return count
@@ -197,23 +203,16 @@ class StoreChecker:
         for row in rows:
             name = row["name"]
             try:
-                manifest_digest = self.records.platform_manifest(row["digest"])
-                manifest = self.records.manifest(manifest_digest)
-                config_digest = manifest["config"]["digest"]
-                config = self.content.read_json(config_digest)
-                diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+                manifest, config_digest, config, diff_ids = self.read_image(row["digest"])
             except Exception as e:  # noqa: BLE001 - any failure to read it makes the row broken
                 out.append(Problem("image-broken", name, f"manifest or config unreadable: {e}",
-                                   data={"name": name}))
+                                   data={"name": name, "digest": row["digest"]}))
                 continue
             ids.setdefault(config_digest, []).append(name)
-            layers = [d.get("digest") for d in manifest.get("layers") or [] if isinstance(d, dict)]
-            missing = [d for d in layers if not (is_digest(d) and self.content.has(d))]
-            if missing or len(layers) != len(diff_ids):
-                why = f"layer blob {missing[0]} missing" if missing else \
-                    f"{len(layers)} layers but {len(diff_ids)} diff ids"
+            why = self.missing_layers(manifest, diff_ids)
+            if why:
                 out.append(Problem("image-layer-missing", name, why + " (remove it and pull/load it again)",
-                                   data={"name": name}))
+                                   data={"name": name, "digest": row["digest"]}))
                 continue
             if (config.get("os"), config.get("architecture")) != (plat["os"], plat["architecture"]):
                 continue  # a foreign platform's image is never run here
@@ -222,7 +221,7 @@ class StoreChecker:
                 snap = by_key.get(chain)
                 if snap is None or snap["kind"] != "committed":
                     out.append(Problem("image-not-unpacked", name, f"layer snapshot {chain} missing",
-                                       data={"image_id": config_digest}))
+                                       data={"image_id": config_digest, "chain": chain}))
                     break
                 if snap["parent"] != parent:
                     out.append(Problem("image-chain-mismatch", name,
@@ -237,6 +236,23 @@ class StoreChecker:
                                    f"untagged record kept beside its tag {tagged[0]}", data={"name": image_id}))
         self._check_index(out)
         return len(ids)
+
+    def read_image(self, digest: str) -> tuple:
+        """(manifest, config digest, config, diff ids) of an image row's manifest or index digest."""
+        manifest = self.records.manifest(self.records.platform_manifest(digest))
+        config_digest = manifest["config"]["digest"]
+        config = self.content.read_json(config_digest)
+        return manifest, config_digest, config, list((config.get("rootfs") or {}).get("diff_ids") or [])
+
+    def missing_layers(self, manifest: Dict[str, Any], diff_ids: List[str]) -> Optional[str]:
+        """Why the manifest's layers are incomplete, or None."""
+        layers = [d.get("digest") for d in manifest.get("layers") or [] if isinstance(d, dict)]
+        missing = [d for d in layers if not (is_digest(d) and self.content.has(d))]
+        if missing:
+            return f"layer blob {missing[0]} missing"
+        if len(layers) != len(diff_ids):
+            return f"{len(layers)} layers but {len(diff_ids)} diff ids"
+        return None
 
     def _check_index(self, out: List[Problem]) -> None:
         want = sorted((r.name, r.digest) for r in self.records.all() if not r.dangling)
@@ -260,6 +276,8 @@ class StoreChecker:
         claimed = {(c.get("attrs") or {}).get("SnapshotKey") for c in containers}
         for r in rows:
             key = r["key"]
+            if r["kind"] != "committed" and owner_alive(r.get("owner")) and key not in claimed:
+                continue  # being prepared (row before directory) by a live process: in flight
             if not (Path(r["path"]) / "fs").is_dir():
                 out.append(Problem("snapshot-no-dir", key, f"directory {r['path']}/fs missing", data={"key": key}))
                 continue
@@ -280,10 +298,13 @@ class StoreChecker:
                                    f"active snapshot ({what}) of a process that is gone", data={"key": key}))
         names = os.listdir(self.snapshots.root)
         known = {str(r["id"]) for r in self.db.list_snapshots()}  # read after listing: see Snapshotter.cleanup
+        since = busy_since(str(self.paths.metadata_db), self._held)
         for name in sorted(names):
             if name in known:
                 continue
             path = str(self.snapshots.root / name)
+            if since is not None and _mtime(Path(path)) >= since - 2:
+                continue  # possibly being removed right now (its rmtree changes its mtime) by a live process
             out.append(Problem("snapshot-orphan-dir", path, "directory without a snapshot record",
                                data={"path": path}))
 
@@ -304,7 +325,7 @@ class StoreChecker:
         for entry in os.scandir(base):
             if entry.name in ids or is_held(entry.path, held):
                 continue
-            snap = keys.get(CONTAINER_SNAPSHOT_PREFIX + entry.name)
+            snap = self.db.get_snapshot(CONTAINER_SNAPSHOT_PREFIX + entry.name)  # now, not when the check began
             if snap is not None and owner_alive(snap.get("owner")):
                 continue  # a create in progress: the row comes last
             out.append(Problem("container-orphan-dir", entry.path, "directory of a container that does not exist",
@@ -410,6 +431,14 @@ def _upper_snapshot_id(mounts_file: Path, snapshots_root: Path) -> Optional[str]
         if m.get("type") == "bind" and source.startswith(root):
             return source[len(root):].split("/", 1)[0]
     return None
+
+
+def _mtime(entry: Any) -> float:
+    """The mtime of a DirEntry or Path (not following symlinks); +inf when it is gone."""
+    try:
+        return os.lstat(entry).st_mtime
+    except OSError:
+        return float("inf")  # gone meanwhile: never a leftover
 
 
 def _ingest_pid(name: str) -> Optional[int]:

@@ -22,8 +22,8 @@ from ..snapshots.store import unmount
 from .check import CheckReport, Problem, StoreChecker
 
 ROUNDS = 4
-ORDER = ["lease-stale", "runtime-leftover", "mount-stray", "tmp-leftover", "ingest-leftover", "blob-stray", "blob-corrupt",
-         "image-broken", "image-layer-missing", "image-dangling-duplicate", "index-mismatch",
+ORDER = ["lease-stale", "runtime-leftover", "mount-stray", "tmp-leftover", "ingest-leftover", "blob-stray",
+         "blob-corrupt", "image-broken", "image-layer-missing", "image-dangling-duplicate", "index-mismatch",
          "container-no-snapshot", "container-orphan-dir", "snapshot-leftover", "snapshot-no-dir",
          "snapshot-bad-parent", "snapshot-orphan-dir", "cache-stale", "source-stale",
          "blob-orphan", "snapshot-orphan", "image-not-unpacked"]

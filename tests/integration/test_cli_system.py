@@ -32,7 +32,9 @@ def nbc(tmp_path):
 
 def test_system_prune_all_removes_unused_and_keeps_what_running_containers_use(nbc, tmp_path):
     nbc("bootstrap", "busybox", "-t", "sys/keep")
-    nbc("bootstrap", "busybox", "-t", "sys/base")
+    (tmp_path / "base").mkdir()  # another image (a second bootstrap would give the same one)
+    (tmp_path / "base" / "Dockerfile").write_text("FROM sys/keep\nLABEL role=base\n")
+    nbc("build", "-q", "-t", "sys/base", str(tmp_path / "base"))
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM sys/base\nRUN echo extra > /extra\n")
     nbc("build", "-q", "-t", "sys/unused", str(tmp_path / "ctx"))

