@@ -16,12 +16,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from nbcontainer.errors import (Conflict, ContainerNotFound, ExecFailure, InvalidArgument, NotSupported,
                                 RuntimeFailure)
 from . import attach as proto
-from . import cgroups
+from . import cgroups, freezer
 from .state import (SECCOMP_CACHE_DIR, SOCKET_FILE, RuntimeState, load_state, now_rfc3339,
                     process_alive, save_state)
 
@@ -71,6 +71,22 @@ class Runtime:
         self.spawn = spawn
 
     # ------------------------------------------------------------------ helpers
+    def pause_for(self, container_id: str, cgroups: Dict[str, str]) -> None:
+        """Freeze the container for a short job (``commit``), noting who froze it first: if that
+        process is killed, the next :meth:`state` of the container thaws it."""
+        from ..owner import current_owner
+        d = str(self._dir(container_id))
+        freezer.note_pause(d, current_owner())
+        try:
+            freezer.freeze(cgroups)
+        except BaseException:
+            freezer.clear_pause(d)
+            raise
+
+    def unpause(self, container_id: str, cgroups: Dict[str, str]) -> None:
+        freezer.thaw(cgroups)
+        freezer.clear_pause(str(self._dir(container_id)))
+
     def _dir(self, container_id: str) -> Path:
         if not isinstance(container_id, str) or not _ID_RE.match(container_id):
             raise InvalidArgument(f"invalid container id {container_id!r}", container_id, "container id")
@@ -198,6 +214,8 @@ class Runtime:
                 if st.exit_code is None:
                     st.exit_code = 137
                 save_state(d, st)
+        elif st.status == "running" and st.cgroups:
+            freezer.thaw_orphaned(str(d), st.cgroups)  # a `commit` killed while it had it paused
         return st
 
     def kill(self, container_id: str, sig: int = signal.SIGKILL, *, no_restart: bool = True) -> None:

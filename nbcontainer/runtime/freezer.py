@@ -51,3 +51,35 @@ def thaw(cgroups: Mapping[str, str]) -> None:
     """Let the cgroup's processes run again (idempotent)."""
     for path, _, thawed in _targets(cgroups)[:1]:
         _write(path, thawed)
+
+
+# -- pauses that outlive their maker ------------------------------------------------------------
+PAUSE_FILE = "paused-by"  # in the container's run directory: who froze it (owner string)
+
+
+def note_pause(run_dir: str, owner: str) -> None:
+    """Record that ``owner`` is about to freeze the container (before freezing it)."""
+    with open(os.path.join(run_dir, PAUSE_FILE), "w") as f:
+        f.write(owner)
+
+
+def clear_pause(run_dir: str) -> None:
+    try:
+        os.unlink(os.path.join(run_dir, PAUSE_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def thaw_orphaned(run_dir: str, cgroups: Mapping[str, str]) -> bool:
+    """Thaw a container whose freezer (a `commit` killed with -9) is gone; True if it did."""
+    from ..owner import owner_alive
+    try:
+        with open(os.path.join(run_dir, PAUSE_FILE)) as f:
+            owner = f.read().strip()
+    except FileNotFoundError:
+        return False
+    if owner_alive(owner):
+        return False
+    thaw(cgroups)
+    clear_pause(run_dir)
+    return True

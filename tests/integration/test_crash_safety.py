@@ -225,6 +225,29 @@ def test_kill_commit(env):
         store.nbc("rm", "-f", "crash-commit", check=False)
 
 
+def test_killed_commit_of_a_running_container_leaves_it_running(env):
+    """`commit` freezes a running container; killed meanwhile, the next command thaws it."""
+    store = env["store"]
+    cid = store.nbc("run", "-d", "--name", "crash-paused", "busybox", "sh", "-c",
+                    f"dd if=/dev/urandom of=/data bs=1M count={BIG >> 20} 2>/dev/null; sleep 600").stdout.strip()
+    marker = store.base / "run" / cid / "paused-by"
+    try:
+        time.sleep(1)
+        proc = store.start("commit", "crash-paused", "paused:1")
+        deadline = time.monotonic() + 30
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert marker.exists(), "commit finished before it could be killed while pausing"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert store.nbc("exec", "crash-paused", "echo", "alive", timeout=20).stdout == "alive\n"
+        assert not marker.exists()
+    finally:
+        store.nbc("rm", "-f", "crash-paused", check=False)
+        store.nbc("rmi", "paused:1", check=False)
+        store.nbc("system", "check", "--repair", check=False)
+
+
 def test_kill_save(env):
     store = env["store"]
     store.nbc("load", "-i", str(env["archive"]))
