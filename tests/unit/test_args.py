@@ -1,4 +1,4 @@
-"""The shared argument specs (_args.py): parsing, docker's flag forms, refusals, usage errors."""
+"""The shared argument specs (the _args package): parsing, docker's flag forms, refusals, usage errors."""
 from __future__ import annotations
 
 import argparse
