@@ -84,8 +84,20 @@ def test_autoremove_hook(tmp_path):
     s = build_spec(CID, c, h, [], ExecUser(0, 0, [], "/"), rootfs=tmp_path, network_files=FILES,
                    autoremove_hook=hook)
     (h0,) = s["hooks"]["poststop"]
-    assert h0["args"][1:4] == ["-m", "nbcontainer.containers.autoremove", str(tmp_path / "root")]
-    assert h0["args"][-1] == CID and any(e.startswith("PYTHONPATH=") for e in h0["env"])
+    # an isolated interpreter (-I -S: no site processing) that imports this very package
+    assert h0["args"][1:4] == ["-I", "-S", "-c"] and "from nbcontainer.containers.autoremove import main" in h0["args"][4]
+    assert h0["args"][5:] == [str(tmp_path / "root"), str(tmp_path / "run"), CID]
+    assert any(e.startswith("PATH=") for e in h0["env"])
+
+
+def test_python_hook_runs_the_module_isolated(tmp_path):
+    import subprocess
+    from nbcontainer.containers.spec import python_hook
+    argv = python_hook("nbcontainer.containers.autoremove", str(tmp_path / "none"), str(tmp_path), CID)
+    r = subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    assert r.returncode == 0 and r.stderr == ""  # no store there: nothing to remove, no error
+    r = subprocess.run(argv[:5] + ["x"], capture_output=True, text=True, env={}, cwd="/")
+    assert r.returncode == 2 and "usage" in r.stderr
 
 
 def test_seccomp_profile_file_is_kept_inline(tmp_path):
