@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
+from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
 from ..dockerfile.instructions import Add
@@ -52,8 +54,36 @@ def source_tree(b: Any, from_: str) -> Iterator[Tuple[Optional[BuildContext], st
         with tempfile.TemporaryDirectory(dir=str(b.svc.paths.tmp)) as empty:
             yield BuildContext(empty, b"", in_root=True), ident
         return
+    if os.geteuid() != 0:
+        # rootless: only helpers inside the user namespace can mount the stage (do_copy plans
+        # and copies there); the tree names the directory they mount it on
+        from ..snapshots.rootless import mounted_path
+        mounts = b.svc.snapshots.mounts(chain)
+        with mounted_path(mounts, str(b.svc.snapshots.tmp)) as root:
+            tree = BuildContext(root, b"", in_root=True)
+            tree.rootless_mounts = {root: dict(mounts[0], options=[*mounts[0].get("options", ()), "ro"])}
+            yield tree, ident
+        return
     with b.svc.snapshots.mount_temporary(chain, readonly=True) as root:
         yield BuildContext(root, b"", in_root=True), ident
+
+
+def _copy_rootless(b: Any, snap: str, plan: Any, owner: Tuple[int, int], chmod: str, is_add: bool,
+                   chown_archives: bool, link: bool, src_mounts: Optional[dict]) -> None:
+    """Rootless: execute_copy runs inside the user namespace (the snapshot -- and a source
+    stage, ``src_mounts`` -- mounted there; owners other than the user are ids only the
+    namespace maps)."""
+    from ..snapshots.rootless import call_in_userns, mounted_path
+    snaps = b.svc.snapshots
+    func = "nbcontainer.build.copyadd:execute_copy"
+    if link:
+        call_in_userns(func, plan, snaps.upper_dir(snap), owner, chmod, is_add, chown_archives=chown_archives,
+                       link=True, mounts=dict(src_mounts or {}))
+        return
+    mounts = snaps.mounts(snap)
+    with mounted_path(mounts, str(snaps.tmp)) as root:
+        call_in_userns(func, plan, Path(root), owner, chmod, is_add, chown_archives=chown_archives,
+                       mounts={**(src_mounts or {}), root: mounts[0]})
 
 
 def do_copy(b: Any, st: StageState, ins: Any) -> None:
@@ -80,7 +110,13 @@ def do_copy(b: Any, st: StageState, ins: Any) -> None:
     owner = _owner(b, st, ins.chown)
     workdir = st.config.get("WorkingDir") or "/"
     with source_tree(b, from_) as (tree, ident):
-        plan = plan_copy(ins, is_add, tree, workdir, owner, ins.chmod, db=b.svc.db if not from_ else None)
+        src_mounts = getattr(tree, "rootless_mounts", None)
+        if src_mounts:  # rootless COPY --from: the stage is walked inside the user namespace
+            from ..snapshots.rootless import call_in_userns
+            plan = call_in_userns("nbcontainer.build.copyadd:plan_copy", ins, is_add, tree, workdir, owner,
+                                  ins.chmod, mounts=src_mounts)
+        else:
+            plan = plan_copy(ins, is_add, tree, workdir, owner, ins.chmod, db=b.svc.db if not from_ else None)
         names = list(ins.sources) + ["<<" + c.path for c in ins.contents]
         flag_text = " --parents" if getattr(ins, "parents", False) else ""
         flag_text += "".join(f" --{n}={v}" for n, v in (("chown", ins.chown), ("chmod", ins.chmod)) if v)
@@ -91,6 +127,9 @@ def do_copy(b: Any, st: StageState, ins: Any) -> None:
         key = cache.step_key(st.key, created_by, extra={"sources": plan.digest, "flags": flags, "workdir": workdir})
 
         def work(snap: str) -> None:
+            if os.geteuid() != 0:
+                _copy_rootless(b, snap, plan, owner, ins.chmod, is_add, bool(ins.chown), bool(ins.link), src_mounts)
+                return
             if ins.link:
                 # --link: copy into the step's own empty layer (the snapshot's upper dir, nothing
                 # mounted), so nothing of the parent is seen: see link_copy_semantics below

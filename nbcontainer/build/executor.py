@@ -436,7 +436,6 @@ class Builder:
         st.key = key
 
     def _do_workdir(self, st: StageState, ins: Workdir) -> None:
-        from .fsops import parse_chown, resolve_dir
         path = ins.path
         if not path.startswith("/"):
             path = posixpath.join(st.config.get("WorkingDir") or "/", path)
@@ -446,14 +445,12 @@ class Builder:
         user = st.config.get("User") or ""
 
         def work(snap: str) -> None:
+            if os.geteuid() != 0:  # rootless: mounted and created inside the user namespace
+                from ..snapshots.rootless import call_on_snapshot
+                call_on_snapshot(self.svc.snapshots, snap, "nbcontainer.build.executor:make_workdir", path, user)
+                return
             with self.svc.snapshots.mount_temporary(snap) as root:
-                owner = None
-                if user:
-                    try:
-                        owner = parse_chown(user, _read(root, "/etc/passwd"), _read(root, "/etc/group"))
-                    except BuildError:
-                        owner = None
-                resolve_dir(root, path, create=True, owner=owner)
+                make_workdir(root, path, user)
 
         if path == "/":
             self._meta(st, created_by)
@@ -481,6 +478,18 @@ def stage_label(stage: Any) -> str:
 def _os_error(e: OSError) -> str:
     where = f": {e.filename}" if e.filename else ""
     return f"{e.strerror or e}{where}"
+
+
+def make_workdir(root: Any, path: str, user: str) -> None:
+    """WORKDIR: create ``path`` in the mounted tree ``root`` (owned by USER when it resolves)."""
+    from .fsops import parse_chown, resolve_dir
+    owner = None
+    if user:
+        try:
+            owner = parse_chown(user, _read(root, "/etc/passwd"), _read(root, "/etc/group"))
+        except BuildError:
+            owner = None
+    resolve_dir(root, path, create=True, owner=owner)
 
 
 def _read(root: Any, path: str) -> Optional[bytes]:

@@ -254,7 +254,12 @@ def rebase_layer(images: Any, layer: Layer, parent_chain: Optional[str], lease: 
     db.extend_lease(lease, [snap])
     try:
         with content.open(layer.blob) as f:
-            stats = apply_layer(open_decompressed(f), snaps.upper_dir(snap), same_owner=True)
+            if os.geteuid() != 0:  # rootless: owners are ids of the user namespace: extracted inside it
+                from types import SimpleNamespace
+                from ..snapshots.rootless import apply_in_userns
+                stats = SimpleNamespace(**apply_in_userns(open_decompressed(f), str(snaps.upper_dir(snap))))
+            else:
+                stats = apply_layer(open_decompressed(f), snaps.upper_dir(snap), same_owner=True)
         try:
             snaps.commit(chain, snap)
         except Conflict:

@@ -148,7 +148,13 @@ def _mounts(b: Any, st: StageState, ins: Run, stack: contextlib.ExitStack,
             if tree is None or tree.root is None:
                 raise BuildError("RUN --mount=type=bind: no build context to mount from")
             src = tree.host_path(m.source.lstrip("/") if m.source else "")
-            if not m.readonly and os.path.isdir(src):
+            if os.geteuid() != 0 and (getattr(tree, "rootless_mounts", None) or not m.readonly):
+                # rootless: a stage is mounted in helpers only, and there is no overlay outside the
+                # user namespace: the container gets a throwaway copy made inside it
+                from ..snapshots.rootless import scratch_copy
+                src = stack.enter_context(scratch_copy(str(src), str(b.svc.paths.tmp),
+                                                       getattr(tree, "rootless_mounts", None)))
+            elif not m.readonly and os.path.isdir(src):
                 src = stack.enter_context(_scratch_overlay(b, str(src)))  # writes land in a throwaway upper
             elif not m.readonly:
                 raise NotSupported("RUN --mount=type=bind,rw of a single file is not supported")

@@ -52,7 +52,11 @@ def resolve_mounts(volumes: VolumeService, plan: List[Dict[str, Any]], config: D
                 undo.append(lambda n=vol["Name"]: volumes.remove(n, force=True))
             data = Path(vol["Mountpoint"])
             if not m.get("NoCopy") and VolumeService.is_empty(data) and layered.is_dir(m["Destination"]):
-                copy_tree(layered, m["Destination"], data)
+                if os.geteuid() != 0:  # rootless: files of subordinate ids are read and owned inside only
+                    from ..snapshots.rootless import call_in_userns
+                    call_in_userns("nbcontainer.containers.rootfs:copy_tree", layered, m["Destination"], str(data))
+                else:
+                    copy_tree(layered, m["Destination"], data)
             out.append({"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
                         "Destination": m["Destination"], "Driver": "local", "Mode": m.get("Mode", "z") or "z",
                         "RW": m["RW"], "Propagation": "", "Anonymous": anonymous})

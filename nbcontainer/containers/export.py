@@ -24,6 +24,10 @@ def export_container(service: Any, id_or_name: str, out: BinaryIO) -> None:
     key = row["attrs"]["SnapshotKey"]
     snapshots = service.snapshots
     layers = [snapshots.upper_dir(key)] + list(snapshots.lower_dirs(key))
+    if os.geteuid() != 0:  # rootless: the tree is read inside the user namespace
+        from ..snapshots.rootless import export_tree
+        export_tree(snapshots, layers, out)
+        return
     if len(layers) == 1:  # an image without layers: the upper directory is the whole tree
         write_tree(layers[0], out)
         return

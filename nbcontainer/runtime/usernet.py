@@ -12,6 +12,11 @@ it through ``--exit-fd`` when it finishes -- a killed supervisor ends it too (th
 closes the fd).  Published ports are forwarded by slirp4netns's API (``add_hostfwd``): the
 host port is bound by slirp4netns itself, so ports below net.ipv4.ip_unprivileged_port_start
 are refused up front with that sysctl named (:func:`check_ports`).
+
+Without a /dev/net/tun the user may open (mode 0600 on some hosts; ``NBCONTAINER_ROOTLESS_TUN=0``
+forces this), there is no slirp4netns: published TCP ports are served by a forwarder process
+that binds them on the host and relays each connection from inside the container's network
+namespace, and the caller prints once that outbound access is unavailable and how to fix it.
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ def unprivileged_port_start(path: str = PORT_SYSCTL) -> int:
 def check_ports(ports: list, start: Optional[int] = None) -> None:
     """Refuse host ports an unprivileged user cannot bind (InvalidArgument naming the sysctl)."""
     from nbcontainer.errors import InvalidArgument
+    note_fallback_once()  # (the caller side's rootless network preflight: the one place to say it)
     start = unprivileged_port_start() if start is None else start
     for p in ports or ():
         hp = int(p["host_port"])
@@ -109,19 +115,66 @@ def api_request(path: str, request: dict, timeout: float = 5.0) -> dict:
     return json.loads(buf or b"{}")
 
 
+TUN = "/dev/net/tun"
+TUN_ENV = "NBCONTAINER_ROOTLESS_TUN"
+_FALLBACK_NOTED: list = []
+
+
+def tun_usable(path: str = TUN) -> bool:
+    """Can this user open /dev/net/tun (what slirp4netns needs)?  ``NBCONTAINER_ROOTLESS_TUN``
+    = 0 / 1 forces the answer (0: the port-forwarder fallback, e.g. to test it)."""
+    forced = os.environ.get(TUN_ENV, "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        return True
+    except OSError:
+        return False
+
+
+def fallback_note(path: str = TUN) -> str:
+    """The one line saying that, without a usable tun device, the container has no outbound
+    network (published ports still work) and how to fix it."""
+    return (f"nbcontainer: {path} is not usable by this user, so rootless containers get no outbound network "
+            f"(published ports still work through a forwarder); to fix it, as root: chmod 0666 {path} "
+            f"(to keep it: a udev rule KERNEL==\"tun\", MODE=\"0666\")")
+
+
+def note_fallback_once() -> None:
+    """Print :func:`fallback_note` on stderr (and publish it as a Message event) once per process
+    when the fallback applies (called on the caller side, by :func:`check_ports`)."""
+    if _FALLBACK_NOTED or tun_usable():
+        return
+    import sys
+    _FALLBACK_NOTED.append(True)
+    note = fallback_note()
+    print(note, file=sys.stderr)
+    from nbcontainer.events import Message, emit
+    emit(Message(operation="rootless", text=note, stream="stderr"))
+
+
 class UserNet:
-    """One slirp4netns process serving the network namespace open as ``netns_fd``."""
+    """One slirp4netns process serving the network namespace open as ``netns_fd``; without a
+    usable /dev/net/tun, a forwarder process instead (published TCP ports, no outbound)."""
 
     def __init__(self, netns_fd: int, state_dir: str):
         self.netns_fd = netns_fd
         self.api = os.path.join(state_dir, API_SOCKET)
         self.pid: Optional[int] = None
         self.exit_w: Optional[int] = None
+        self.fallback = False
+        self.forwarder: Optional[int] = None
+        self.fwd_exit_w: Optional[int] = None
 
     def start(self) -> None:
-        """Start slirp4netns and wait until the tap device is configured."""
+        """Start slirp4netns and wait until the tap device is configured (nothing to start in
+        the fallback: the forwarder starts with the ports)."""
         import fcntl
         import select
+        if not tun_usable():
+            self.fallback = True
+            return
         exe = binary()
         if exe is None:
             raise RuntimeError("slirp4netns not found: install Debian's slirp4netns package (or use --network none)")
@@ -157,6 +210,10 @@ class UserNet:
 
     def add_ports(self, ports: list) -> None:
         """Forward each host port to the container (RuntimeError naming the port that failed)."""
+        if self.fallback:
+            if ports:
+                self._start_forwarder(ports)
+            return
         for p in ports or ():
             req = {"execute": "add_hostfwd", "arguments": {
                 "proto": p["proto"], "host_addr": p["host_ip"], "host_port": int(p["host_port"]),
@@ -170,8 +227,59 @@ class UserNet:
                 raise RuntimeError(f"forwarding host port {p['host_ip']}:{p['host_port']}/{p['proto']}: {desc} "
                                    f"(port already in use?)")
 
+    def _start_forwarder(self, ports: list) -> None:
+        """Bind the host ports here (errors name the port), then fork the forwarder: it joins
+        the container's network namespace and relays each accepted connection to
+        127.0.0.1:<container port> there (sockets stay in the namespace they were made in)."""
+        from nbcontainer._linux import syscalls as sc
+        listeners = []
+        try:
+            for p in ports:
+                if p["proto"] != "tcp":
+                    raise RuntimeError(f"forwarding host port {p['host_port']}/{p['proto']}: only tcp ports are "
+                                       f"forwarded without /dev/net/tun ({fallback_note().split(': ', 1)[1]})")
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((p["host_ip"], int(p["host_port"])))
+                    s.listen(128)
+                except OSError as e:
+                    s.close()
+                    raise RuntimeError(f"forwarding host port {p['host_ip']}:{p['host_port']}/tcp: {e.strerror} "
+                                       f"(port already in use?)") from None
+                listeners.append((s, int(p["container_port"])))
+            exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+            pid = os.fork()
+            if pid == 0:  # the forwarder (single-threaded until it has joined the namespace)
+                code = 1
+                try:
+                    os.close(exit_w)
+                    os.setsid()
+                    sc.setns(self.netns_fd, sc.CLONE_NEWNET)
+                    # keep nothing of the supervisor's (its socket, the container's stdio)
+                    keep = sorted({s.fileno() for s, _ in listeners} | {exit_r})
+                    low = 3
+                    for fd in keep + [1 << 20]:
+                        os.closerange(low, fd)
+                        low = fd + 1
+                    _forward(listeners, exit_r)
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(exit_r)
+            self.forwarder, self.fwd_exit_w = pid, exit_w
+        finally:
+            for s, _ in listeners:
+                s.close()  # the forwarder has its own copies
+
     def stop(self) -> None:
-        """End slirp4netns (closing its exit fd) and reap it."""
+        """End slirp4netns (closing its exit fd) and reap it; the same for the forwarder."""
+        if self.fwd_exit_w is not None:
+            os.close(self.fwd_exit_w)
+            self.fwd_exit_w = None
+        if self.forwarder:
+            _reap(self.forwarder)
+            self.forwarder = None
         if self.exit_w is not None:
             os.close(self.exit_w)
             self.exit_w = None
@@ -194,6 +302,74 @@ class UserNet:
             os.unlink(self.api)
         except OSError:
             pass
+
+
+def _reap(pid: int, grace: float = 2.0) -> None:
+    import time
+    deadline = time.monotonic() + grace
+    done = 0
+    while not done and time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
+    if not done:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy a -> b until EOF, then half-close b (the other direction runs in its own thread)."""
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _forward(listeners: list, exit_r: int) -> None:
+    """The forwarder's loop (inside the container's network namespace): accept on the host
+    listeners, connect to 127.0.0.1:<port> here, relay both ways; ends when ``exit_r`` closes."""
+    import select
+    import threading
+    by_fd = {s.fileno(): (s, port) for s, port in listeners}
+    while True:
+        ready, _, _ = select.select(list(by_fd) + [exit_r], [], [])
+        if exit_r in ready:
+            return
+        for fd in ready:
+            lst, port = by_fd[fd]
+            try:
+                conn, _ = lst.accept()
+            except OSError:
+                continue
+            try:
+                inner = socket.create_connection(("127.0.0.1", port), timeout=5)
+                inner.settimeout(None)
+            except OSError:
+                conn.close()  # nothing listens in the container: the client sees the connection close
+                continue
+
+            def pair(x: socket.socket = conn, y: socket.socket = inner) -> None:
+                t = threading.Thread(target=_relay, args=(y, x), daemon=True)
+                t.start()
+                _relay(x, y)
+                t.join()
+                x.close()
+                y.close()
+            threading.Thread(target=pair, daemon=True).start()
 
 
 def network_settings(ports: list) -> dict:

@@ -187,9 +187,18 @@ class _Writer:
                                  "(mount with redirect_dir=off,metacopy=off)")
 
 
+#: rootless: trees are read by a helper inside the user namespace (snapshots/rootless.py), where
+#: files of subordinate ids (a 0600 file of uid 1000) are readable and ids read as inside;
+#: False reads them in this process, mapping host ids back (only files the user may read)
+READ_IN_USERNS = True
+
+
 def _write(path, out: BinaryIO, overlay: bool, source_date_epoch: Optional[int]) -> LayerStats:
     if source_date_epoch is not None and source_date_epoch < 0:
         raise LayerError(f"invalid source_date_epoch {source_date_epoch!r}")
+    if os.geteuid() != 0 and READ_IN_USERNS:  # rootless: see READ_IN_USERNS
+        from .rootless import write_in_userns
+        return write_in_userns(path, out, overlay, source_date_epoch)
     counter = _CountingWriter(out)
     try:
         top = os.open(os.fspath(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

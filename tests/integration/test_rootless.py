@@ -427,3 +427,349 @@ def test_single_id_mapping(users, busybox_tar, tmp_path):
         assert _root_owned(u.root) == []
     finally:
         u.cleanup()
+
+
+# ------------------------------------------------- issue 8 item 5: build COPY, commit, export
+def _context(u: User, files: dict) -> Path:
+    """A build context owned by the user: {relative path: text}."""
+    ctx = Path(tempfile.mkdtemp(prefix="ctx-", dir=u.dir))
+    for rel, text in files.items():
+        p = ctx / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    subprocess.run(["chown", "-R", f"{u.pw.pw_uid}:{u.pw.pw_gid}", str(ctx)], check=True)
+    return ctx
+
+
+def test_build_copy_add_and_run(full):
+    ctx = _context(full, {
+        "a.txt": "alpha\n", "dir/b.txt": "beta\n",
+        "Dockerfile": ("FROM bb:1 AS first\nRUN echo from-stage > /made.txt && chmod 0640 /made.txt\n"
+                       "FROM bb:1\nCOPY a.txt /home/app/\nCOPY --chown=1000:1000 dir/ /home/app/d/\n"
+                       "COPY --from=first /made.txt /made.txt\nCOPY --link a.txt /linked.txt\n"
+                       "RUN stat -c '%u:%g %n' /home/app/a.txt /home/app/d/b.txt /made.txt /linked.txt > /owners\n"
+                       "CMD [\"cat\", \"/owners\", \"/home/app/d/b.txt\", \"/made.txt\"]\n")})
+    full.ok("build", "-q", "-t", "copied:1", str(ctx), timeout=180)
+    out = full.ok("run", "--rm", "copied:1")
+    assert out == ("0:0 /home/app/a.txt\n1000:1000 /home/app/d/b.txt\n0:0 /made.txt\n0:0 /linked.txt\n"
+                   "beta\nfrom-stage\n"), out
+    # the layer records the ids inside: a second build is all cache, and save shows 1000 in the tar
+    assert full.ok("run", "--rm", "-u", "1000", "copied:1", "cat", "/home/app/d/b.txt") == "beta\n"
+    assert _root_owned(full.root) == []
+    full.ok("rmi", "copied:1")
+
+
+def test_commit_and_export(full):
+    full.ok("run", "-d", "--name", "tocommit", "bb:1", "sh", "-c",
+            "echo changed > /home/app/new.txt; chown 1000:1000 /home/app/new.txt; rm /home/owned.txt; "
+            "touch /ready; while true; do echo tick >> /ticks; sleep 0.05; done")
+    try:
+        deadline = time.monotonic() + 10
+        while full.nbc("exec", "tocommit", "test", "-e", "/ready").returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = full.nbc("commit", "-c", "CMD [\"cat\", \"/home/app/new.txt\"]", "tocommit", "committed:1")
+        assert r.returncode == 0, r.stderr.decode()
+        # paused by SIGSTOP while the layer was written, continued afterwards
+        assert full.ok("inspect", "-f", "{{.State.Status}}", "tocommit").strip() == "running"
+        n1 = full.ok("exec", "tocommit", "wc", "-l", "/ticks").split()[0]
+        time.sleep(0.3)
+        assert int(full.ok("exec", "tocommit", "wc", "-l", "/ticks").split()[0]) > int(n1)
+        assert full.ok("run", "--rm", "committed:1") == "changed\n"
+        out = full.ok("run", "--rm", "committed:1", "sh", "-c",
+                      "stat -c %u:%g /home/app/new.txt; test -e /home/owned.txt && echo there || echo gone")
+        assert out == "1000:1000\ngone\n"
+        tar_path = full.dir / "export.tar"
+        full.ok("export", "-o", str(tar_path), "tocommit")
+        with tarfile.open(tar_path) as tf:
+            names = {m.name.lstrip("./"): m for m in tf}
+            assert (names["home/app/new.txt"].uid, names["home/app/new.txt"].gid) == (1000, 1000)
+            assert "home/owned.txt" not in names and "bin/busybox" in names
+            assert tf.extractfile(names["home/app/new.txt"]).read() == b"changed\n"
+        # exporting a container of an image with a 0600 file of uid 1000 reads it inside the namespace
+        full.ok("create", "--name", "plain", "bb:1", "true")
+        full.ok("export", "-o", str(full.dir / "plain.tar"), "plain")
+        with tarfile.open(full.dir / "plain.tar") as tf:
+            m = tf.getmember("home/owned.txt")
+            assert (m.uid, m.mode, tf.extractfile(m).read()) == (1000, 0o600, b"mine\n")
+    finally:
+        full.nbc("rm", "-f", "tocommit", "plain")
+        full.nbc("rmi", "committed:1")
+    assert _root_owned(full.root) == []
+    assert not list((full.root / "tmp").glob("mnt-*")) if (full.root / "tmp").exists() else True
+
+
+# ------------------------------------- pull / push / save / load / magics as the user (a venv)
+VENV = Path("/tmp/nbc-rootless-venv")
+VENV_PKGS = ("requests", "zstandard", "tqdm", "ipython", "ipywidgets")
+
+
+@pytest.fixture(scope="session")
+def venv_py() -> str:
+    """A venv of Debian's python3 with what pull/push (requests, zstandard), the progress bars
+    (tqdm), the magics (IPython) and the dashboard (ipywidgets) need, readable by the test users (the checkout's own
+    interpreter lives under /root, 0700).  Kept in /tmp across sessions; built once from PyPI."""
+    py = VENV / "bin" / "python"
+    probe = "import requests, zstandard, tqdm, IPython, ipywidgets"
+    if py.exists() and subprocess.run([str(py), "-c", probe], capture_output=True).returncode == 0:
+        return str(py)
+    shutil.rmtree(VENV, ignore_errors=True)
+    r = subprocess.run([PY, "-m", "venv", str(VENV)], capture_output=True)
+    if r.returncode == 0:
+        r = subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", *VENV_PKGS], capture_output=True,
+                           timeout=600)
+    if r.returncode != 0:
+        shutil.rmtree(VENV, ignore_errors=True)
+        msg = f"cannot build the test users' venv ({' '.join(VENV_PKGS)}): {r.stderr.decode()[-300:]}"
+        print(msg)
+        pytest.skip(msg)
+    subprocess.run(["chmod", "-R", "a+rX", str(VENV)], check=True)
+    return str(py)
+
+
+@pytest.fixture(scope="module")
+def local_registry():
+    import sys
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers.registry import Registry
+    reg = Registry()
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+def _vnbc(u: User, py: str, *argv: str, timeout: float = 120) -> str:
+    r = u.run([py, "-m", "nbcontainer", *argv], timeout=timeout)
+    assert r.returncode == 0, (argv, r.returncode, r.stderr.decode())
+    return r.stdout.decode()
+
+
+def test_push_pull_save_load_as_the_user(full, venv_py, local_registry):
+    ref = f"{local_registry.host}/rootless/bb:1"
+    _vnbc(full, venv_py, "tag", "bb:1", ref)
+    _vnbc(full, venv_py, "push", ref)
+    _vnbc(full, venv_py, "rmi", ref)
+    other = full.dir / "pullroot"  # a fresh store: every layer comes from the registry
+    env = {"NBCONTAINER_ROOT": str(other)}
+    r = full.run([venv_py, "-m", "nbcontainer", "pull", ref], timeout=120, **env)
+    assert r.returncode == 0, r.stderr.decode()
+    r = full.run([venv_py, "-m", "nbcontainer", "run", "--rm", ref, "stat", "-c", "%u %a", "/home/owned.txt"], **env)
+    assert r.stdout == b"1000 600\n", r.stderr
+    saved = full.dir / "saved.tar"
+    r = full.run([venv_py, "-m", "nbcontainer", "save", "-o", str(saved), ref], **env)
+    assert r.returncode == 0, r.stderr.decode()
+    _vnbc(full, venv_py, "load", "-i", str(saved))
+    assert _vnbc(full, venv_py, "run", "--rm", "-u", "1000", ref, "cat", "/home/owned.txt") == "mine\n"
+    # the saved tar records the ids inside (1000), not the subordinate ids of the host
+    with tarfile.open(saved) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))
+        owners = set()
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=tf.extractfile(layer)) as lt:
+                owners |= {(m.uid, m.gid) for m in lt if m.name.endswith("owned.txt")}
+    assert owners == {(1000, 1000)}
+    _vnbc(full, venv_py, "rmi", ref)
+    assert _root_owned(full.root, other) == []
+
+
+def test_container_run_magic_as_the_user(full, venv_py):
+    script = ("from IPython.core.interactiveshell import InteractiveShell\n"
+              "ip = InteractiveShell.instance()\n"
+              "ip.run_line_magic('load_ext', 'nbcontainer')\n"
+              "r = ip.run_cell('%container_run --rm bb:1 sh -c \"id -u; echo hi-magic\"')\n"
+              "assert r.success, r.error_in_exec\n"
+              "r = ip.run_cell('%container_run --rm bb:1 sh -c \"exit 3\"')\n"
+              "print('failed-as-expected' if not r.success else 'wrongly-succeeded')\n")
+    r = full.run([venv_py, "-c", script], timeout=120)
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    assert "0\nhi-magic\n" in out and "failed-as-expected" in out, out
+
+
+# ------------------------------------------ issue 8 item 3: no usable /dev/net/tun -> forwarder
+@needs_slirp
+def test_ports_without_tun_use_the_forwarder(full):
+    """NBCONTAINER_ROOTLESS_TUN=0 (as where /dev/net/tun is 0600): no slirp4netns, -p still
+    answers through the forwarder, and the note names the fix."""
+    import urllib.request
+    port = _free_port()
+    env = {"NBCONTAINER_ROOTLESS_TUN": "0"}
+    r = full.nbc("run", "-d", "--name", "fwd", "-p", f"127.0.0.1:{port}:80", "bb:1", "sh", "-c",
+                 "mkdir -p /www && echo via-forwarder > /www/index.html && exec httpd -f -p 80 -h /www", **env)
+    assert r.returncode == 0, r.stderr.decode()
+    note = r.stderr.decode()
+    assert note.count("/dev/net/tun is not usable") == 1 and "no outbound network" in note
+    assert "chmod 0666 /dev/net/tun" in note and "udev" in note
+    try:
+        body, deadline = b"", time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body == b"via-forwarder\n"
+        assert subprocess.run(["pgrep", "-u", full.pw.pw_name, "slirp4netns"], capture_output=True).stdout == b""
+        # no tap device, so nothing outbound: only lo inside
+        assert _names(full.ok("exec", "fwd", "cat", "/proc/net/dev")) == ["lo"]
+        busy = full.nbc("run", "--rm", "-p", f"127.0.0.1:{port}:80", "bb:1", "true", **env)
+        err = busy.stderr.decode()
+        assert busy.returncode == 125 and str(port) in err, err
+    finally:
+        full.ok("rm", "-f", "fwd")
+    import socket
+    deadline, freed = time.monotonic() + 5, False
+    while not freed and time.monotonic() < deadline:  # the forwarder ended with the container
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (TIME_WAIT of the test's own connection)
+            try:
+                s.bind(("127.0.0.1", port))
+                s.listen(1)
+                freed = True
+            except OSError:
+                time.sleep(0.05)
+    assert freed, f"port {port} is still bound after rm -f"
+
+
+def test_call_in_userns_results_errors_mounts_and_stdout(tmp_path):
+    """snapshots.rootless.call_in_userns (what rootless COPY and export use), here as root:
+    results and exceptions travel back, a read-only bind is mounted for the call only."""
+    from nbcontainer.snapshots.rootless import call_in_userns, mounted_path
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f.txt").write_text("x\n")
+    assert call_in_userns("os:getuid") == 0
+    with pytest.raises(FileNotFoundError):
+        call_in_userns("os:stat", str(tmp_path / "missing"))
+    with pytest.raises((RuntimeError, ValueError), match="Expecting"):
+        call_in_userns("json:loads", "{")
+    spec = {"type": "bind", "source": str(src), "options": ["rbind", "ro"]}
+    with mounted_path([spec], str(tmp_path / "tmp")) as target:
+        assert call_in_userns("os:listdir", target, mounts={target: spec}) == ["d"]
+        with pytest.raises(OSError, match="Read-only"):
+            call_in_userns("os:mkdir", target + "/new", mounts={target: spec})
+        out = io.BytesIO()
+        call_in_userns("nbcontainer.snapshots.rootless:tree_to_stdout", target, mounts={target: spec}, sink=out)
+        out.seek(0)
+        with tarfile.open(fileobj=out) as tf:
+            assert sorted(tf.getnames()) == ["d", "d/f.txt"]
+        assert os.listdir(target) == []  # the mount lived in the helper only
+    assert not (tmp_path / "tmp").exists() or list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_layers_of_files_only_the_namespace_may_read(full):
+    """A RUN step (and a commit) writing a 0600 file of uid 1000: the layer writer must read it."""
+    ctx = _context(full, {"Dockerfile": "FROM bb:1\nRUN echo secret > /s.txt && chown 1000:1000 /s.txt "
+                                        "&& chmod 0600 /s.txt\n"})
+    full.ok("build", "-q", "-t", "secret:1", str(ctx), timeout=180)
+    assert full.ok("run", "--rm", "-u", "1000", "secret:1", "cat", "/s.txt") == "secret\n"
+    full.ok("run", "--name", "sec", "bb:1", "sh", "-c", "echo c > /c.txt; chown 1000 /c.txt; chmod 0600 /c.txt")
+    try:
+        full.ok("commit", "sec", "secret:2")
+        assert full.ok("run", "--rm", "-u", "1000", "secret:2", "cat", "/c.txt") == "c\n"
+    finally:
+        full.nbc("rm", "-f", "sec")
+        full.nbc("rmi", "secret:1", "secret:2")
+
+
+def test_copy_driver_build_commit_export(full, tmp_path):
+    """The copying driver (kernels without overlayfs in user namespaces): COPY, RUN deleting a
+    file of the base, commit and export give the same results as with overlay."""
+    root = full.dir / "copyroot2"
+    env = {"NBCONTAINER_ROOT": str(root), "NBCONTAINER_ROOTLESS_DRIVER": "copy"}
+    tar = full.dir / "bb.tar"
+    if not tar.exists():
+        pytest.skip("the module fixture's image tar is gone")
+    full.ok("import", str(tar), "bb:1", **env)
+    ctx = _context(full, {"a.txt": "alpha\n", "Dockerfile": "FROM bb:1\nCOPY a.txt /a.txt\nRUN rm /home/owned.txt\n"})
+    full.ok("build", "-q", "-t", "cp:1", str(ctx), timeout=180, **env)
+    out = full.ok("run", "--rm", "cp:1", "sh", "-c", "cat /a.txt; ls /home", **env)
+    assert out.splitlines()[0] == "alpha" and "owned.txt" not in out, out
+    # the layers are differences to the parent (whiteouts included), not full copies of the tree
+    full.ok("save", "-o", str(full.dir / "cp1.tar"), "cp:1", **env)
+    with tarfile.open(full.dir / "cp1.tar") as tf:
+        layers = json.load(tf.extractfile("manifest.json"))[0]["Layers"]
+        contents = []
+        for name in layers[1:]:
+            with tarfile.open(fileobj=tf.extractfile(name)) as lt:
+                contents.append(sorted(m.name for m in lt))
+    assert contents[0] == ["a.txt"], contents
+    # (the RUN layer also whites out the base's empty /dev and /sys: build/runner.py's mount
+    # point cleanup removes "copied-up" parents, which under the copying driver are the real ones)
+    assert {"home", "home/.wh.owned.txt"} <= set(contents[1]) and "bin/busybox" not in contents[1], contents
+    full.ok("run", "--name", "c1", "cp:1", "sh", "-c", "rm /a.txt; echo n > /new.txt", **env)
+    full.ok("commit", "c1", "cp:2", **env)
+    out = full.ok("run", "--rm", "cp:2", "sh", "-c", "ls /a.txt /new.txt 2>&1; true", **env)
+    assert "/new.txt" in out and "No such file" in out, out
+    full.ok("export", "-o", str(full.dir / "c1.tar"), "c1", **env)
+    with tarfile.open(full.dir / "c1.tar") as tf:
+        names = set(tf.getnames())
+    assert "new.txt" in names and "a.txt" not in names and "home/owned.txt" not in names
+    full.ok("rm", "c1", **env)
+    assert "no problems found" in full.ok("system", "check", "--no-verify", **env)
+    assert _root_owned(root) == []
+
+
+def test_dashboard_as_the_user(full, venv_py):
+    script = ("import nbcontainer\n"
+              "from nbcontainer.widgets import Dashboard\n"
+              "c = nbcontainer.from_env()\n"
+              "c.containers.run('bb:1', ['sleep', '30'], name='dash', detach=True)\n"
+              "board = Dashboard(client=c, threaded=False, watch_exits=False)\n"
+              "try:\n"
+              "    board.refresh()\n"
+              "    print('containers:', 'dash' in board.containers_html.value)\n"
+              "    print('images:', 'bb' in board.images_html.value)\n"
+              "finally:\n"
+              "    board.close()\n"
+              "    c.containers.get('dash').remove(force=True)\n")
+    r = full.run([venv_py, "-c", script], timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().split() == ["containers:", "True", "images:", "True"], r.stdout
+
+
+def test_build_workdir_and_user(full):
+    ctx = _context(full, {"Dockerfile": "FROM bb:1\nUSER 1000\nWORKDIR /srv/app\nRUN pwd > out; stat -c %u . >> out\n"
+                                        "CMD [\"cat\", \"out\"]\n"})
+    full.ok("build", "-q", "-t", "wd:1", str(ctx), timeout=180)
+    assert full.ok("run", "--rm", "wd:1") == "/srv/app\n1000\n"
+    full.ok("rmi", "wd:1")
+
+
+def test_named_volume_prepopulated_from_the_image(full):
+    out = full.nbc("run", "--rm", "-v", "rlvol:/home", "bb:1", "sh", "-c",
+                   "stat -c '%u %a' /home/owned.txt; cat /home/owned.txt")
+    try:
+        assert out.returncode == 0 and out.stdout == b"1000 600\nmine\n", (out.stdout, out.stderr)
+    finally:
+        full.nbc("volume", "rm", "rlvol")
+
+
+def test_build_run_mounts(full):
+    """RUN --mount: a bind of the context (read-only, and rw: a scratch copy), a cache, a tmpfs."""
+    ctx = _context(full, {"src/in.txt": "from-context\n", "Dockerfile": (
+        "# syntax=docker/dockerfile:1\nFROM bb:1\n"
+        "RUN --mount=type=bind,source=src,target=/m cat /m/in.txt > /bound.txt\n"
+        "RUN --mount=type=bind,source=src,target=/m,rw echo scratch > /m/in.txt && cat /m/in.txt > /rw.txt\n"
+        "RUN --mount=type=cache,target=/cache echo c > /cache/x && ls /cache > /cached.txt\n"
+        "RUN --mount=type=tmpfs,target=/t touch /t/y && ls /t > /tmpfs.txt\n"
+        "RUN --mount=type=bind,from=bb:1,source=/home,target=/h cat /h/owned.txt > /fromimg.txt\n"
+        "CMD [\"cat\", \"/bound.txt\", \"/rw.txt\", \"/cached.txt\", \"/tmpfs.txt\", \"/fromimg.txt\"]\n")})
+    full.ok("build", "-q", "-t", "mounts:1", str(ctx), timeout=180)
+    assert full.ok("run", "--rm", "mounts:1") == "from-context\nscratch\nx\ny\nmine\n"
+    assert (ctx / "src" / "in.txt").read_text() == "from-context\n"  # the rw bind's writes were discarded
+    full.ok("rmi", "mounts:1")
+
+
+def test_copy_link_layer_reused_on_a_new_parent(full):
+    """COPY --link after a changed step: the layer is unpacked on the new parent (rebase), inside the namespace."""
+    ctx = _context(full, {"a.txt": "linked\n"})
+    for version in ("v1", "v2"):
+        (ctx / "Dockerfile").write_text(f"FROM bb:1\nRUN echo {version} > /v\nCOPY --link --chown=1000:1000 a.txt /a.txt\n")
+        os.chown(ctx / "Dockerfile", full.pw.pw_uid, full.pw.pw_gid)
+        full.ok("build", "-q", "-t", f"link:{version}", str(ctx), timeout=180)
+    out = full.ok("run", "--rm", "link:v2", "sh", "-c", "cat /v /a.txt; stat -c %u /a.txt")
+    assert out == "v2\nlinked\n1000\n"
+    ids = [json.loads(full.ok("inspect", f"link:{v}"))[0]["RootFS"]["Layers"][-1] for v in ("v1", "v2")]
+    assert ids[0] == ids[1]  # the same --link layer on both parents
+    full.ok("rmi", "link:v1", "link:v2")

@@ -353,6 +353,11 @@ def test_rootless_layers_record_the_ids_inside_the_user_namespace(tmp_path, monk
     mapping = userns.Mapping([(0, 0, 1), (1, 100000, 65536)], [(0, 0, 1), (1, 100000, 65536)], True)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(userns, "current_mapping", lambda *a, **k: mapping)
+    from nbcontainer.snapshots import diff as diff_mod, rootless
+    calls = []
+    monkeypatch.setattr(rootless, "write_in_userns", lambda *a: calls.append(a) or "delegated")
+    assert write_tree(tree, io.BytesIO()) == "delegated" and calls[0][2] is False  # read inside the namespace
+    monkeypatch.setattr(diff_mod, "READ_IN_USERNS", False)  # reading here: host ids mapped back
     out = io.BytesIO()
     write_tree(tree, out)
     members = {m.name: (m.uid, m.gid) for m in tarfile.open(fileobj=io.BytesIO(out.getvalue()))}

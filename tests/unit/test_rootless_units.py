@@ -180,3 +180,145 @@ def test_rootless_network_choice(monkeypatch):
     assert hc["NetworkMode"] == "none"  # no slirp4netns: no network rather than a broken one
     with pytest.raises(NotSupported, match="apt-get install slirp4netns"):
         service._rootless_network({"NetworkMode": "bridge"}, explicit=True)
+
+
+# ------------------------------------------------ /dev/net/tun fallback (usernet), commit pause
+def test_tun_override_and_note(monkeypatch, tmp_path, capsys):
+    from nbcontainer.runtime import usernet
+    monkeypatch.setenv("NBCONTAINER_ROOTLESS_TUN", "0")
+    assert usernet.tun_usable() is False
+    monkeypatch.setenv("NBCONTAINER_ROOTLESS_TUN", "1")
+    assert usernet.tun_usable(str(tmp_path / "missing")) is True
+    monkeypatch.delenv("NBCONTAINER_ROOTLESS_TUN")
+    assert usernet.tun_usable(str(tmp_path / "missing")) is False
+    note = usernet.fallback_note()
+    assert "no outbound network" in note and "chmod 0666 /dev/net/tun" in note and "udev" in note
+    monkeypatch.setenv("NBCONTAINER_ROOTLESS_TUN", "0")
+    monkeypatch.setattr(usernet, "_FALLBACK_NOTED", [])
+    usernet.check_ports([{"host_port": 8080}], start=1024)
+    usernet.check_ports([{"host_port": 8081}], start=1024)
+    assert capsys.readouterr().err.count("/dev/net/tun is not usable") == 1  # once per process
+
+
+def test_forwarder_relays_both_ways_and_ends_on_exit_fd():
+    import socket
+    import threading
+    from nbcontainer.runtime import usernet
+    backend = socket.socket()
+    backend.bind(("127.0.0.1", 0))
+    backend.listen(1)
+
+    def serve():
+        c, _ = backend.accept()
+        data = b""
+        while not data.endswith(b"\n"):
+            data += c.recv(100)
+        c.sendall(data.upper())
+        c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    front = socket.socket()
+    front.bind(("127.0.0.1", 0))
+    front.listen(4)
+    exit_r, exit_w = os.pipe()
+    t = threading.Thread(target=usernet._forward, args=([(front, backend.getsockname()[1])], exit_r), daemon=True)
+    t.start()
+    with socket.create_connection(front.getsockname(), timeout=5) as c:
+        c.sendall(b"hello\n")
+        got = b""
+        while True:
+            chunk = c.recv(100)
+            if not chunk:
+                break
+            got += chunk
+    assert got == b"HELLO\n"
+    os.close(exit_w)
+    t.join(5)
+    assert not t.is_alive()
+    for s in (front, backend):
+        s.close()
+    os.close(exit_r)
+
+
+def test_forwarder_refuses_udp_and_busy_ports(tmp_path):
+    import socket
+    from nbcontainer.runtime import usernet
+    n = usernet.UserNet(-1, str(tmp_path))
+    n.fallback = True
+    with pytest.raises(RuntimeError, match="only tcp ports"):
+        n.add_ports([{"proto": "udp", "host_ip": "127.0.0.1", "host_port": 5353, "container_port": 53}])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{port}/tcp"):
+            n.add_ports([{"proto": "tcp", "host_ip": "127.0.0.1", "host_port": port, "container_port": 80}])
+    assert n.forwarder is None
+
+
+def test_commit_pause_by_sigstop_stops_then_continues():
+    import signal
+    import subprocess
+    import time
+    from nbcontainer.containers import commit
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        stopped = commit._stop_all([p.pid, 2 ** 22 + 7])  # a pid that does not exist is skipped
+        assert stopped == [p.pid]
+        state = open(f"/proc/{p.pid}/stat").read().rpartition(")")[2].split()[0]
+        assert state == "T"
+        commit._signal(p.pid, signal.SIGCONT)
+        time.sleep(0.05)
+        state = open(f"/proc/{p.pid}/stat").read().rpartition(")")[2].split()[0]
+        assert state == "S"
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_call_in_userns_reports_a_helper_that_cannot_start(monkeypatch):
+    from nbcontainer.snapshots import rootless
+    monkeypatch.setattr(linux_userns, "helper_argv", lambda module, req: ["/bin/sh", "-c", "echo broken >&2; exit 3"])
+    with pytest.raises(RuntimeError, match="broken"):
+        rootless.call_in_userns("os:getcwd")
+
+
+def test_copy_driver_layer_is_the_difference_to_the_parent_tree(tmp_path):
+    """snapshots/copydiff.py: a full-copy snapshot's layer = changes + whiteouts, nothing else."""
+    import io
+    import shutil
+    import tarfile
+    from nbcontainer.snapshots import copydiff
+    old = tmp_path / "1" / "fs"
+    (old / "etc").mkdir(parents=True)
+    (old / "etc" / "keep").write_text("same\n")
+    (old / "etc" / "edit").write_text("before\n")
+    (old / "gone").mkdir()
+    (old / "gone" / "f").write_text("x")
+    (old / "rm.txt").write_text("x")
+    os.symlink("etc/keep", old / "link")
+    new = tmp_path / "2" / "fs"
+    new.parent.mkdir()
+    shutil.copytree(old, new, symlinks=True, copy_function=shutil.copy2)
+    copydiff.record_parent(str(old), str(new))
+    assert copydiff.parent_tree(str(new)) == str(old) and copydiff.parent_tree(str(old)) is None
+    (new / "etc" / "edit").write_text("after, longer\n")
+    shutil.rmtree(new / "gone")
+    (new / "rm.txt").unlink()
+    (new / "link").unlink()
+    os.symlink("etc/edit", new / "link")
+    (new / "added" / "sub").mkdir(parents=True)
+    (new / "added" / "sub" / "n").write_text("n")
+    out = io.BytesIO()
+    stats = copydiff.write_diff(str(new), str(old), out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tf:
+        names = [m.name for m in tf]
+        assert tf.extractfile("etc/edit").read() == b"after, longer\n"
+        assert tf.getmember("link").linkname == "etc/edit"
+    assert names == ["added", "added/sub", "added/sub/n", "etc", "etc/edit", ".wh.gone", "link", ".wh.rm.txt"]
+    assert stats.entries == len(names)
+    same = io.BytesIO()
+    shutil.rmtree(new)
+    shutil.copytree(old, new, symlinks=True, copy_function=shutil.copy2)
+    copydiff.write_diff(str(new), str(old), same)
+    with tarfile.open(fileobj=io.BytesIO(same.getvalue())) as tf:
+        assert tf.getnames() == []  # an unchanged copy is an empty layer
