@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 from nbcontainer.errors import (Conflict, ContainerNotFound, ExecFailure, InvalidArgument, NotSupported,
                                 RuntimeFailure)
@@ -71,20 +71,29 @@ class Runtime:
         self.spawn = spawn
 
     # ------------------------------------------------------------------ helpers
-    def pause_for(self, container_id: str, cgroups: Dict[str, str]) -> None:
-        """Freeze the container for a short job (``commit``), noting who froze it first: if that
-        process is killed, the next :meth:`state` of the container thaws it."""
+    def pause_for(self, container_id: str) -> None:
+        """Pause the container for a short job (``commit``), noting who paused it first: if that
+        process is killed, the next :meth:`state` of the container resumes it.  With the
+        freezer cgroup; rootless (no cgroup of its own) by SIGSTOP of its processes."""
         from ..owner import current_owner
+        st = self.state(container_id)
         d = str(self._dir(container_id))
         freezer.note_pause(d, current_owner())
         try:
-            freezer.freeze(cgroups)
+            if st.cgroups:
+                freezer.freeze(st.cgroups)
+            else:
+                freezer.stop_processes(self.pids(container_id))
         except BaseException:
-            freezer.clear_pause(d)
+            self.unpause(container_id)
             raise
 
-    def unpause(self, container_id: str, cgroups: Dict[str, str]) -> None:
-        freezer.thaw(cgroups)
+    def unpause(self, container_id: str) -> None:
+        st = load_state(self._dir(container_id))
+        if st is not None and st.cgroups:
+            freezer.thaw(st.cgroups)
+        elif st is not None and st.pid:
+            freezer.continue_processes(_pidns_members(st.pid))
         freezer.clear_pause(str(self._dir(container_id)))
 
     def _dir(self, container_id: str) -> Path:
@@ -214,8 +223,8 @@ class Runtime:
                 if st.exit_code is None:
                     st.exit_code = 137
                 save_state(d, st)
-        elif st.status == "running" and st.cgroups:
-            freezer.thaw_orphaned(str(d), st.cgroups)  # a `commit` killed while it had it paused
+        elif st.status == "running":  # a `commit` killed while it had the container paused
+            freezer.thaw_orphaned(str(d), st.cgroups, lambda: _pidns_members(st.pid))
         return st
 
     def kill(self, container_id: str, sig: int = signal.SIGKILL, *, no_restart: bool = True) -> None:

@@ -7,8 +7,9 @@ uses ``cgroup.freeze`` in the unified cgroup.  ``cgroups`` is RuntimeState.cgrou
 from __future__ import annotations
 
 import os
+import signal
 import time
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..errors import NotSupported
 
@@ -70,8 +71,40 @@ def clear_pause(run_dir: str) -> None:
         pass
 
 
-def thaw_orphaned(run_dir: str, cgroups: Mapping[str, str]) -> bool:
-    """Thaw a container whose freezer (a `commit` killed with -9) is gone; True if it did."""
+def stop_processes(pids: Iterable[int]) -> list:
+    """Pause without a freezer cgroup (rootless): SIGSTOP every process, PID 1 first so it forks
+    no new ones, and wait until each is really stopped; returns the pids that were signalled."""
+    done = [pid for pid in pids if _signal(pid, signal.SIGSTOP)]
+    deadline = time.monotonic() + 2
+    for pid in done:
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    state = f.read().rpartition(b")")[2].split()[0]
+            except (OSError, IndexError):
+                break
+            if state in (b"T", b"t", b"Z", b"X"):
+                break
+            time.sleep(0.002)
+    return done
+
+
+def continue_processes(pids: Iterable[int]) -> None:
+    for pid in pids:
+        _signal(pid, signal.SIGCONT)
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def thaw_orphaned(run_dir: str, cgroups: Mapping[str, str], pids: Callable[[], Iterable[int]]) -> bool:
+    """Resume a container whose pauser (a `commit` killed with -9) is gone; True if it did.
+    ``pids``: the container's processes, for a pause made with signals (no freezer cgroup)."""
     from ..owner import owner_alive
     try:
         with open(os.path.join(run_dir, PAUSE_FILE)) as f:
@@ -80,6 +113,9 @@ def thaw_orphaned(run_dir: str, cgroups: Mapping[str, str]) -> bool:
         return False
     if owner_alive(owner):
         return False
-    thaw(cgroups)
+    if cgroups:
+        thaw(cgroups)
+    else:
+        continue_processes(pids())
     clear_pause(run_dir)
     return True

@@ -256,17 +256,16 @@ def test_forwarder_refuses_udp_and_busy_ports(tmp_path):
 
 
 def test_commit_pause_by_sigstop_stops_then_continues():
-    import signal
     import subprocess
     import time
-    from nbcontainer.containers import commit
+    from nbcontainer.runtime import freezer
     p = subprocess.Popen(["sleep", "30"])
     try:
-        stopped = commit._stop_all([p.pid, 2 ** 22 + 7])  # a pid that does not exist is skipped
+        stopped = freezer.stop_processes([p.pid, 2 ** 22 + 7])  # a pid that does not exist is skipped
         assert stopped == [p.pid]
         state = open(f"/proc/{p.pid}/stat").read().rpartition(")")[2].split()[0]
         assert state == "T"
-        commit._signal(p.pid, signal.SIGCONT)
+        freezer.continue_processes([p.pid])
         time.sleep(0.05)
         state = open(f"/proc/{p.pid}/stat").read().rpartition(")")[2].split()[0]
         assert state == "S"
