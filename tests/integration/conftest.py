@@ -10,7 +10,7 @@ def pytest_collection_modifyitems(config, items):
     # The runtime's fork mode (how `nbc` starts supervisors) refuses a multi-threaded caller, and
     # other tests leave library threads behind in this process (IPython, HTTP test servers,
     # thread pools): run the fork-mode runtime tests first, while the process has one thread.
-    fork_first = [i for i in items if "[fork" in i.nodeid and "/test_runtime_" in i.nodeid]
+    fork_first = [i for i in items if "[fork" in i.nodeid and "tests/integration/" in i.nodeid]
     if fork_first:
         rest = [i for i in items if i not in fork_first]
         items[:] = fork_first + rest
