@@ -9,8 +9,10 @@ signature means unchanged content; any difference, even a touched file, falls ba
 full build, whose content-keyed step cache then decides (so the "a touched file does not
 invalidate" rule still holds, one build later).
 
-Records are only written when every entry is older than :data:`RACY_SECONDS`: an edit in the
-same timestamp tick as the signature could otherwise go unseen.  Builds with inputs outside
+Records are only written when every entry is older than the racy window when the signature is
+taken: an edit in the same timestamp tick as a recorded time could otherwise go unseen.  The
+window is one coarse clock tick with margin (:data:`FINE_RACY_SECONDS`) on filesystems with
+nanosecond timestamps, and :data:`RACY_SECONDS` where every time is a whole second.  Builds with inputs outside
 the context (secrets, ``ADD <url>``) are never recorded.  Digests are stored as bare hex, so
 a record is no garbage-collection root: an image removed meanwhile simply misses.
 """
@@ -24,8 +26,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from ..events import BuildStep, Message, emit
 
-#: entries younger than this (mtime or ctime) keep a build from being recorded
+#: entries younger than this (mtime or ctime) keep a build from being recorded: whole-second filesystems
 RACY_SECONDS = 2.0
+#: the same with nanosecond timestamps: they advance with the kernel's coarse clock (a tick <= 10 ms)
+FINE_RACY_SECONDS = 0.05
 _PREFIX = "replay:"
 _LAYER_STEPS = {"RUN", "COPY", "ADD"}
 
@@ -73,21 +77,31 @@ def _lstat(path: str) -> Optional[os.stat_result]:
         return None
 
 
-def context_signature(context_dir: str, dockerfile_path: str) -> Tuple[str, float]:
-    """(signature, newest mtime/ctime seen) of the context and the Dockerfile (+ its .dockerignore)."""
+def context_signature(context_dir: str, dockerfile_path: str) -> Tuple[str, bool]:
+    """(signature, racy) of the context and the Dockerfile (+ its .dockerignore); ``racy``: an
+    entry is too young for a record of this signature to be trusted later (see the module doc)."""
     from ..oci.digest import Digester
+    taken = time.time()
     h = Digester()
     newest = 0.0
+    fine = False  # any sub-second time seen: the filesystem keeps nanoseconds
+
+    def seen(st: os.stat_result) -> None:
+        nonlocal newest, fine
+        newest = max(newest, st.st_mtime, st.st_ctime)
+        fine = fine or bool(st.st_mtime_ns % 1_000_000_000 or st.st_ctime_ns % 1_000_000_000)
+
     for rel, st, target in _walk(context_dir):
         h.update(_stat_line(rel, st, target).encode("utf-8", "surrogateescape"))
-        newest = max(newest, st.st_mtime, st.st_ctime)
+        seen(st)
     # -f may name a file outside the context; NAME.dockerignore beside it takes priority
     for extra in (dockerfile_path, dockerfile_path + ".dockerignore"):
         st = _lstat(extra)
         h.update(_stat_line("\0" + os.path.abspath(extra), st).encode("utf-8", "surrogateescape"))
         if st is not None:
-            newest = max(newest, st.st_mtime, st.st_ctime)
-    return h.digest, newest
+            seen(st)
+    window = FINE_RACY_SECONDS if fine else RACY_SECONDS
+    return h.digest, newest > taken - window
 
 
 class Recorder:
@@ -136,10 +150,10 @@ class BuildView:
         return getattr(self._svc, name)
 
 
-def store(db: Any, key: str, signature: str, newest: float, recorder: Recorder, config_digest: str,
+def store(db: Any, key: str, signature: str, racy: bool, recorder: Recorder, config_digest: str,
           manifest_digest: str, manifest_size: int) -> bool:
     """Remember a successful build; False when it must not be replayed (racy or remote inputs)."""
-    if not recorder.replayable or newest > time.time() - RACY_SECONDS:
+    if racy or not recorder.replayable:
         return False
     db.put_cache(key, {
         "signature": signature, "steps": recorder.steps,

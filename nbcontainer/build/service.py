@@ -124,8 +124,8 @@ class BuildService:
             dockerfile_path = os.path.join(context_path, dockerfile or "Dockerfile")
             key = replay.replay_key(str(context_path), dockerfile_path, buildargs=buildargs, target=target,
                                     labels=labels, sde=sde, network=network, compression=self.compression)
-            signature, newest = replay.context_signature(str(context_path), dockerfile_path)
-            replay_inputs = (key, signature, newest)
+            signature, racy = replay.context_signature(str(context_path), dockerfile_path)
+            replay_inputs = (key, signature, racy)
             if not nocache:
                 rec = replay.lookup(self.db, self.images, key, signature)
                 if rec is not None:
@@ -166,8 +166,8 @@ class BuildService:
             image_id, manifest_digest, manifest_size = store_image(self.images, image_config, st.layers, tags,
                                                                    lease=lease, progress=progress)
             if replay_inputs is not None:
-                key, signature, newest = replay_inputs
-                replay.store(self.db, key, signature, newest, recorder, image_id, manifest_digest, manifest_size)
+                key, signature, racy = replay_inputs
+                replay.store(self.db, key, signature, racy, recorder, image_id, manifest_digest, manifest_size)
             emit(Message("build", f"Successfully built {image_id[7:19]}"), progress)
             for t in tags:
                 emit(Message("build", f"Successfully tagged {parse_tag(t).familiar}"), progress)

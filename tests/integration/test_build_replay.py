@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,8 @@ CMD ["cat", "/built.txt"]
 
 @pytest.fixture
 def stack(tmp_path, monkeypatch):
-    monkeypatch.setattr(replay, "RACY_SECONDS", 0.0)  # the test's files are seconds old at most
+    monkeypatch.setattr(replay, "RACY_SECONDS", 0.0)  # the test's files are milliseconds old
+    monkeypatch.setattr(replay, "FINE_RACY_SECONDS", 0.0)
     runroot = Path(tempfile.mkdtemp(prefix="nbc-", dir="/tmp"))
     s = Stack(tmp_path / "root", runroot)
     s.images.bootstrap("busybox", tag="busybox:latest")
@@ -131,6 +133,7 @@ def test_a_removed_image_is_built_again_and_records_keep_nothing_alive(stack, co
 
 def test_fresh_files_are_not_recorded(stack, context, builds, monkeypatch):
     monkeypatch.setattr(replay, "RACY_SECONDS", 3600.0)
+    monkeypatch.setattr(replay, "FINE_RACY_SECONDS", 3600.0)
     stack.build(context)
     stack.build(context)
     assert builds["n"] == 2
@@ -159,7 +162,7 @@ def test_cli_replay_prints_what_a_cached_build_prints(tmp_path, context):
     try:
         nbc("bootstrap", "busybox", "-t", "busybox")
         nbc("build", "-t", "app", str(context))
-        time.sleep(replay.RACY_SECONDS + 0.1)  # the context is no longer "racy": the next build records
+        time.sleep(replay.RACY_SECONDS + 0.1)  # older than any racy window: the next build records
         cached = nbc("build", "-t", "app", str(context))
         replayed = nbc("build", "-t", "app", str(context))
         assert replayed == cached and "Using cache" in replayed
@@ -168,3 +171,18 @@ def test_cli_replay_prints_what_a_cached_build_prints(tmp_path, context):
         assert [r for r in db.list_cache() if r["key"].startswith("replay:")]
     finally:
         shutil.rmtree(runroot, ignore_errors=True)
+
+
+def test_racy_window_is_one_clock_tick_on_nanosecond_filesystems(tmp_path):
+    """Fresh files make a signature racy; once older than the window (ns timestamps here) it is not."""
+    ctx = tmp_path / "racy"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    sig, racy = replay.context_signature(str(ctx), str(ctx / "Dockerfile"))
+    assert racy
+    time.sleep(replay.FINE_RACY_SECONDS + 0.02)
+    again, racy = replay.context_signature(str(ctx), str(ctx / "Dockerfile"))
+    assert again == sig and not racy
+    (ctx / "Dockerfile").write_text("FROM busybox\n")  # same size, new times
+    changed, racy = replay.context_signature(str(ctx), str(ctx / "Dockerfile"))
+    assert changed != sig and racy
