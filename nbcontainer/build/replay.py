@@ -12,9 +12,10 @@ invalidate" rule still holds, one build later).
 Records are only written when every entry is older than the racy window when the signature is
 taken: an edit in the same timestamp tick as a recorded time could otherwise go unseen.  The
 window is one coarse clock tick with margin (:data:`FINE_RACY_SECONDS`) on filesystems with
-nanosecond timestamps, and :data:`RACY_SECONDS` where every time is a whole second.  Builds with inputs outside
-the context (secrets, ``ADD <url>``) are never recorded.  Digests are stored as bare hex, so
-a record is no garbage-collection root: an image removed meanwhile simply misses.
+nanosecond timestamps, and :data:`RACY_SECONDS` where every time is a whole second.  Builds
+with inputs outside the context (secrets, ``ADD <url>``) are never recorded.  Digests are
+stored as bare hex, so a record is no garbage-collection root: an image removed meanwhile
+simply misses.
 """
 from __future__ import annotations
 
