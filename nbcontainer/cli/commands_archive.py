@@ -7,7 +7,23 @@ import tempfile
 from typing import Any, BinaryIO, Callable
 
 from ..errors import InvalidArgument
+from ..owner import current_owner, owner_alive
 from .progress import ProgressBars
+
+
+def _remove_orphaned_temps(directory: str, prefix: str) -> None:
+    """Delete ``prefix<pid>-<start>.*.tmp`` files whose writing process no longer exists."""
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(prefix):].split(".", 1)[0].replace("-", ":", 1)
+        if owner.count(":") == 1 and not owner_alive(owner):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def _write_output(ctx: Any, output: str, write: Callable[[BinaryIO], None], what: str) -> None:
@@ -22,8 +38,13 @@ def _write_output(ctx: Any, output: str, write: Callable[[BinaryIO], None], what
         stream.flush()
         return
     directory = os.path.dirname(os.path.abspath(output))
+    # the temp name carries its writer (pid + start time): one left by a writer killed with -9
+    # is removed by the next write of the same output
+    prefix = f".nbc-{os.path.basename(output)}."
+    _remove_orphaned_temps(directory, prefix)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".nbc-", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{current_owner().replace(':', '-')}.", suffix=".tmp",
+                                   dir=directory)
     except OSError as e:  # docker: invalid output path: directory "..." does not exist
         raise InvalidArgument(f"invalid output path {output!r}: {e.strerror}", value=output, what="--output") from None
     try:

@@ -287,3 +287,20 @@ def test_images_reference_lists_only_the_matching_tags(client):
     assert code == 0 and out.split() == ["busybox:latest"]
     code, out, _ = run_nbc(client, "images", "--format", "{{.Repository}}", "*/busybox")
     assert out.split() == ["127.0.0.1:5000/busybox"]
+
+
+def test_save_output_removes_the_temp_file_of_a_killed_writer(tmp_path):
+    """`save -o X` writes `.nbc-X.<pid>-<start>.*.tmp` then renames; a writer killed with -9 leaves
+    its temp behind, and the next write of X removes it (a live writer's temp is kept)."""
+    import os
+    from nbcontainer.cli.commands_archive import _write_output
+    from nbcontainer.owner import current_owner
+    dead = tmp_path / ".nbc-out.tar.4194311-12345.abc.tmp"
+    alive = tmp_path / f".nbc-out.tar.{current_owner().replace(':', '-')}.def.tmp"
+    other = tmp_path / ".nbc-other.tar.4194311-12345.abc.tmp"
+    for p in (dead, alive, other):
+        p.write_bytes(b"partial")
+    _write_output(None, str(tmp_path / "out.tar"), lambda f: f.write(b"archive"), "archive")
+    assert (tmp_path / "out.tar").read_bytes() == b"archive"
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert sorted(os.listdir(tmp_path)) == sorted([alive.name, other.name, "out.tar"])
