@@ -8,6 +8,7 @@ not a terminal (or tqdm is missing), so scripted output stays clean.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Dict, Optional, TextIO
 
 from ..events import Event, Message, Progress
@@ -23,6 +24,7 @@ class ProgressBars:
         self.enabled = enabled
         self.verbose = verbose  # print Message events even when bars are off
         self._bars: Dict[str, Any] = {}
+        self._lock = threading.Lock()  # events come from worker threads too (pull downloads, save inflation)
         self._tqdm: Any = None
         if enabled:
             try:
@@ -34,11 +36,12 @@ class ProgressBars:
                 self._tqdm = None
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Progress):
-            self._progress(event)
-        elif isinstance(event, Message) and (self.enabled or self.verbose):
-            self.stream.write(event.text if event.text.endswith("\n") else event.text + "\n")
-            self.stream.flush()
+        with self._lock:
+            if isinstance(event, Progress):
+                self._progress(event)
+            elif isinstance(event, Message) and (self.enabled or self.verbose):
+                self.stream.write(event.text if event.text.endswith("\n") else event.text + "\n")
+                self.stream.flush()
 
     def _progress(self, event: Progress) -> None:
         if not self.enabled:
@@ -64,10 +67,11 @@ class ProgressBars:
 
     def close(self) -> None:
         """Finish every bar (call when the operation returns or fails)."""
-        for bar in self._bars.values():
-            if hasattr(bar, "close"):
-                bar.close()
-        self._bars.clear()
+        with self._lock:
+            for bar in self._bars.values():
+                if hasattr(bar, "close"):
+                    bar.close()
+            self._bars.clear()
 
     def __enter__(self) -> "ProgressBars":
         return self
