@@ -204,7 +204,10 @@ class Runtime:
             if code in (126, 127):
                 raise ExecFailure(reply.get("error", "exec failed"), code)
             raise RuntimeFailure(f"starting container {container_id}: {reply.get('error')}")
-        return self.state(container_id)
+        try:
+            return self.state(container_id)
+        except ContainerNotFound:  # it ran, exited and was removed (--rm) before we looked again
+            return RuntimeState(id=container_id, status="stopped")
 
     def state(self, container_id: str) -> RuntimeState:
         """Current state; a dead supervisor is detected and its leftovers cleaned up."""

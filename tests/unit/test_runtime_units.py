@@ -252,3 +252,21 @@ def test_pure_v2_enables_controllers_down_the_tree(tmp_path):
     cgroups.apply_resources(paths, hs, {"memory": {"limit": 4096}, "pids": {"limit": 7}})
     assert (root / "nbcontainer" / "c9" / "memory.max").read_text() == "4096"
     assert (root / "nbcontainer" / "c9" / "pids.max").read_text() == "7"
+
+
+def test_start_of_a_container_removed_as_soon_as_it_ran_reports_stopped(monkeypatch, tmp_path):
+    """A --rm container whose command ends at once may be gone before start() looks again."""
+    from nbcontainer.errors import ContainerNotFound
+    from nbcontainer.runtime import api
+    cid = "ab" * 32
+    rt = api.Runtime(tmp_path)
+    states = iter([api.RuntimeState(id=cid, status="created")])
+
+    def state(container_id):
+        try:
+            return next(states)
+        except StopIteration:
+            raise ContainerNotFound(f"no such container in the runtime: {container_id}") from None
+    monkeypatch.setattr(rt, "state", state)
+    monkeypatch.setattr(api.proto, "request", lambda *a, **k: (0, b'{"ok": true}'))
+    assert rt.start(cid).status == "stopped"
