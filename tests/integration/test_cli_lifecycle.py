@@ -8,29 +8,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers.nbc_cli import Nbc  # one subprocess runner for the CLI tests
 
-
-class Nbc:
-    def __init__(self, env: dict):
-        self.env = env
-
-    def __call__(self, *argv: str, input: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "nbcontainer", *argv], input=input, capture_output=True,
-                              env=self.env, cwd=str(REPO), timeout=timeout)
-
-    def ok(self, *argv: str, **kw) -> str:
-        r = self(*argv, **kw)
-        assert r.returncode == 0, (argv, r.returncode, r.stderr.decode())
-        return r.stdout.decode()
 
 
 @pytest.fixture

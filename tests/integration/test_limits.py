@@ -17,24 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers.nbc_cli import Nbc  # one subprocess runner for the CLI tests
+
 from nbcontainer.runtime import cgroups
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
-
-
-class Nbc:
-    def __init__(self, env: dict):
-        self.env = env
-
-    def __call__(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "nbcontainer", *argv], capture_output=True, env=self.env,
-                              cwd=str(REPO), timeout=timeout)
-
-    def ok(self, *argv: str, **kw) -> str:
-        r = self(*argv, **kw)
-        assert r.returncode == 0, (argv, r.returncode, r.stderr.decode())
-        return r.stdout.decode()
 
 
 def _version(ctrl: str) -> int:
