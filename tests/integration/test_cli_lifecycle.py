@@ -17,7 +17,6 @@ import pytest
 from helpers.nbc_cli import Nbc  # one subprocess runner for the CLI tests
 
 
-
 @pytest.fixture
 def nbc(tmp_path, busybox_tar):
     # a short run root: unix socket paths under it must stay below 108 bytes
