@@ -7,13 +7,15 @@ root deleted.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,6 +43,22 @@ class Nbc:
         ids = self("ps", "-aq", "--no-trunc").stdout.decode().split()
         if ids:
             self("rm", "-f", *ids)
+
+
+def until(pred: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
+    """Poll ``pred`` until it returns something true (returned) or ``timeout`` passes (its last value)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def inspect(nbc: Nbc, name: str) -> dict:
+    """``nbc inspect NAME`` as a dict."""
+    return json.loads(nbc.ok("inspect", name))[0]
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from test_runtime_support import busybox_lower, make_bundle, rt  # noqa: F401
+from helpers.nbc_cli import inspect as _inspect, until  # noqa: E402
 
 
 def _cgroup_dirs(cid: str) -> list[str]:
@@ -18,13 +19,8 @@ def _cgroup_dirs(cid: str) -> list[str]:
 
 
 def _until(pred, timeout=10.0, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    """Poll faster than the shared helper's default: restarts and probes here take milliseconds."""
+    return until(pred, timeout, step)
 
 
 def _log_lines(b: Path) -> list[str]:
@@ -150,10 +146,6 @@ def test_runtime_healthcheck_timeout(rt, make_bundle):
 
 # ---------------------------------------------------------------------------------- nbc end to end
 from test_cli_lifecycle import nbc  # noqa: E402,F401
-
-
-def _inspect(nbc, name) -> dict:
-    return json.loads(nbc.ok("inspect", name))[0]
 
 
 def _ps_status(nbc, name) -> str:

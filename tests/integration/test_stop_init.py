@@ -2,27 +2,13 @@
 forwarding signals, HEALTHCHECK from a built image: the gaps next to test_containers_lifecycle."""
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import pytest
 
 from test_cli_lifecycle import nbc  # noqa: F401
-
-
-def _until(pred, timeout=10.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
-def _inspect(nbc, name) -> dict:
-    return json.loads(nbc.ok("inspect", name))[0]
+from helpers.nbc_cli import inspect as _inspect, until as _until  # noqa: E402
 
 
 def _ns_procs(pid1: int) -> dict[int, str]:
