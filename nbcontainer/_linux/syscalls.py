@@ -328,7 +328,18 @@ def set_keepcaps(on: bool = True) -> None:
     prctl(PR_SET_KEEPCAPS, 1 if on else 0)
 
 
+def read_to_eof(fd: int, size: int = 65536) -> bytes:
+    """Everything ``fd`` (a pipe) yields until its writers close it (EINTR is retried by os.read)."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 __all__ = [n for n in dir() if n.isupper() and not n.startswith("_")] + [
+    "read_to_eof",
     "unshare", "setns", "mount", "umount2", "pivot_root", "prctl", "set_name", "get_name",
     "sethostname", "setdomainname", "capget", "capset", "pidfd_open", "pidfd_send_signal",
     "close_range", "set_no_new_privs", "get_no_new_privs", "set_pdeathsig",

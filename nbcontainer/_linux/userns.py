@@ -141,12 +141,7 @@ def _spawn_wait(argv: list[str]) -> tuple[int, bytes]:
                                            (os.POSIX_SPAWN_CLOSE, r)])
     finally:
         os.close(w)
-    out = b""
-    while True:
-        chunk = os.read(r, 4096)
-        if not chunk:
-            break
-        out += chunk
+    out = sc.read_to_eof(r)
     os.close(r)
     _, status = os.waitpid(pid, 0)
     return status, out

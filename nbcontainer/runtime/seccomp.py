@@ -412,17 +412,11 @@ def compile_filter(oci_seccomp: dict) -> CompiledFilter:
             os.close(w)
             w = -1
             _rc(rc, "exporting the filter")
-            chunks = []
-            while True:
-                chunk = os.read(r, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            bpf = sc.read_to_eof(r)
         finally:
             os.close(r)
             if w >= 0:
                 os.close(w)
-        bpf = b"".join(chunks)
         if not bpf or len(bpf) % 8:
             raise RuntimeFailure(f"seccomp: exporting the filter gave {len(bpf)} bytes")
         return CompiledFilter(oci_seccomp, bpf, sorted(skipped))

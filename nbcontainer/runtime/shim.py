@@ -225,12 +225,7 @@ class Shim(PolicyMixin):
         # ---- shim
         if double:
             os.close(pid_w)
-            data = b""
-            while True:
-                chunk = os.read(pid_r, 32)
-                if not chunk:
-                    break
-                data += chunk
+            data = sc.read_to_eof(pid_r)
             os.close(pid_r)
             os.waitpid(pid, 0)
             if not data:

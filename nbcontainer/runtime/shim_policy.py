@@ -15,6 +15,7 @@ import selectors
 import signal
 import time
 
+from .._linux import syscalls as sc
 from . import attach as proto
 from . import cgroups
 from .logfile import trace
@@ -112,15 +113,7 @@ class PolicyMixin:
     def _probe_done(self) -> None:
         pid, fd = self.probe
         self.sel.unregister(fd)
-        data = b""
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except InterruptedError:
-                continue
-            if not chunk:
-                break
-            data += chunk
+        data = sc.read_to_eof(fd)
         os.close(fd)
         os.waitpid(pid, 0)
         self.probe = None
