@@ -20,3 +20,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """A local docker-registry on 127.0.0.1 for one test module; stopped and removed afterwards."""
+    from helpers.registry import Registry
+    reg = Registry()
+    yield reg
+    reg.stop()
+    assert reg.proc.returncode is not None and not reg.dir.exists()

@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.registry import Registry
 from nbcontainer.cli.main import main
 from nbcontainer.client import NbClient
 
 SKOPEO = shutil.which("skopeo")
 UMOCI = shutil.which("umoci")
-
-
-@pytest.fixture(scope="module")
-def registry():
-    reg = Registry()
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ from nbcontainer.oci.image import Descriptor, canonical_json, host_platform, mak
 from nbcontainer.registry import RegistryClient
 
 
-@pytest.fixture(scope="module")
-def registry():
-    reg = Registry()
-    yield reg
-    reg.stop()
-
-
 @pytest.fixture
 def stores(monkeypatch):
     """Two fresh stores (a: source, b: destination) with short runroots, and a private docker config."""

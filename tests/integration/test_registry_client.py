@@ -22,14 +22,6 @@ from nbcontainer.registry import CredentialStore, RegistryClient, login
 from helpers.registry import Registry, bcrypt_htpasswd
 
 @pytest.fixture(scope="module")
-def registry():
-    reg = Registry()
-    yield reg
-    reg.stop()
-    assert reg.proc.returncode is not None and not reg.dir.exists()
-
-
-@pytest.fixture(scope="module")
 def auth_registry():
     reg = Registry(htpasswd=bcrypt_htpasswd("alice", "s3cret"))
     yield reg
