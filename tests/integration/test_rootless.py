@@ -11,6 +11,7 @@ pull/push, which these tests do not use.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import io
 import json
@@ -26,6 +27,27 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _user_pythonpath() -> str:
+    """Where the test users import nbcontainer from: the checkout when other users can reach it,
+    else a world-readable copy of the package (a checkout under a 0700 `mktemp -d` is not)."""
+    if all(os.stat(p).st_mode & 0o001 for p in [REPO, *REPO.parents]):
+        return str(REPO)
+    copy = Path(tempfile.mkdtemp(prefix="nbc-rootless-pkg-"))
+    os.chmod(copy, 0o755)
+    shutil.copytree(REPO / "nbcontainer", copy / "nbcontainer",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for root, dirs, files in os.walk(copy):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    atexit.register(shutil.rmtree, copy, True)
+    return str(copy)
+
+
+USER_PYTHONPATH = _user_pythonpath()
 PY = "/usr/bin/python3"
 FULL_USER, SINGLE_USER = "nbcrootless", "nbcrootless1"
 
@@ -94,7 +116,7 @@ class User:
 
     def env(self, **extra: str) -> list[str]:
         base = {"HOME": self.pw.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-                "PYTHONPATH": str(REPO), "NBCONTAINER_ROOT": str(self.root),
+                "PYTHONPATH": USER_PYTHONPATH, "NBCONTAINER_ROOT": str(self.root),
                 "NBCONTAINER_RUNROOT": str(self.runroot), "LANG": "C.UTF-8"}
         base.update(extra)
         return ["env", "-i"] + [f"{k}={v}" for k, v in base.items()]
@@ -138,7 +160,7 @@ def users():
         single, c2 = _ensure_user(SINGLE_USER, subids=False)
         if c2:
             made.append(SINGLE_USER)
-        r = subprocess.run(["runuser", "-u", FULL_USER, "--", "env", f"PYTHONPATH={REPO}", PY, "-c",
+        r = subprocess.run(["runuser", "-u", FULL_USER, "--", "env", f"PYTHONPATH={USER_PYTHONPATH}", PY, "-c",
                             "import nbcontainer.cli.main"], capture_output=True, cwd="/")
         if r.returncode != 0:
             pytest.skip(f"{PY} cannot import the checkout as {FULL_USER}: {r.stderr.decode()[-300:]}")
@@ -240,10 +262,10 @@ def _root_owned(*dirs: Path) -> list[str]:
 def test_store_defaults_follow_xdg(users):
     pw = users[0]
     code = "from nbcontainer.paths import StorePaths as S; p = S.from_env(); print(p.root); print(p.runroot)"
-    r = subprocess.run(["runuser", "-u", pw.pw_name, "--", "env", "-i", f"HOME={pw.pw_dir}", f"PYTHONPATH={REPO}",
+    r = subprocess.run(["runuser", "-u", pw.pw_name, "--", "env", "-i", f"HOME={pw.pw_dir}", f"PYTHONPATH={USER_PYTHONPATH}",
                         PY, "-c", code], capture_output=True, cwd="/")
     assert r.stdout.decode().split() == [f"{pw.pw_dir}/.local/share/nbcontainer", f"/tmp/nbcontainer-{pw.pw_uid}"]
-    r = subprocess.run(["runuser", "-u", pw.pw_name, "--", "env", "-i", f"HOME={pw.pw_dir}", f"PYTHONPATH={REPO}",
+    r = subprocess.run(["runuser", "-u", pw.pw_name, "--", "env", "-i", f"HOME={pw.pw_dir}", f"PYTHONPATH={USER_PYTHONPATH}",
                         "XDG_DATA_HOME=/xdg/data", "XDG_RUNTIME_DIR=/run/user/77", PY, "-c", code],
                        capture_output=True, cwd="/")
     assert r.stdout.decode().split() == ["/xdg/data/nbcontainer", "/run/user/77/nbcontainer"]
